@@ -1,0 +1,117 @@
+// Internal to sema/: the Checker's state, shared by the files that implement
+// one group of checks each (check.cc, eval.cc, stages.cc, kernels.cc, graph.cc).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "compiler/base/diagnostics.h"
+#include "compiler/sema/program.h"
+#include "stdlib/schema/schema.h"
+
+namespace mlp {
+
+enum class SymKind : uint8_t { Param, Stage, Kernel, Env, Resources, Cluster };
+
+struct Symbol {
+  SymKind kind;
+  const ast::Decl* decl;
+  size_t module;
+};
+
+struct Scope {
+  std::unordered_map<std::string, Symbol> names;
+  std::unordered_map<std::string, size_t> aliases;  // alias -> module
+};
+
+// Scalar types of kernel code. Lit* are literals not yet given a type.
+enum class KType : uint8_t { Error, Bool, I32, I64, F32, F64, LitInt, LitFloat };
+std::string_view KTypeName(KType t);
+
+class Checker {
+ public:
+  Checker(const Program& program, const CheckOptions& options, Diagnostics& diags);
+  std::unique_ptr<CheckedPipeline> Run();
+
+  // --- check.cc: scopes and params
+  void BuildScopes();
+  const Symbol* Lookup(size_t module, std::string_view name) const;
+  std::vector<std::string> VisibleNames(size_t module) const;
+  std::string KindWord(SymKind k) const;
+  const Value& ParamValue(const Symbol& sym);
+  void CheckParams();
+  Value ApplyOverride(const ast::ParamDecl& decl, schema::Type type, const ParamOverride& o);
+  schema::Type ParamType(const ast::TypeRef& t, bool report);
+  void CheckPipelineHeader();
+  void CheckProfiles();
+
+  // --- eval.cc: configuration expressions
+  struct EvalCtx {
+    size_t module = 0;
+    CheckedStage* stage = nullptr;  // records dependencies
+    std::string what;               // "field `epochs` of train stage `classifier`"
+  };
+  Value Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx);
+  Value Coerce(Value v, schema::Type want, const schema::Param* param, const ast::Expr& src,
+               const EvalCtx& ctx);
+  Value EvalAs(const ast::Expr& e, const schema::Param& p, EvalCtx& ctx);
+  Value EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& ctx);
+  Value EvalName(const ast::Expr& e, std::string_view name, Range range, size_t module, schema::Type hint,
+                 EvalCtx& ctx);
+  Value EvalPredicate(const ast::Expr& e, EvalCtx& ctx, std::vector<std::string>& metrics);
+  bool CheckRange(const Value& v, const schema::Param& p, const ast::Expr& src, const EvalCtx& ctx);
+  std::string Src(const ast::Expr& e) const;
+  std::string StageOutputsList(const std::string& stage) const;
+
+  // --- stages.cc
+  void CollectStageOutputs();
+  void CheckStage(const ast::StageDecl& decl, CheckedStage& out);
+  Value CheckBlock(const ast::Item& item, const schema::Field& field, EvalCtx& ctx);
+  void CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx& ctx);
+  void CheckStageSemantics(CheckedStage& out, EvalCtx& ctx);
+  ResourceAmounts ResourcesOf(const ast::SettingsBlock& block, ResourceAmounts base, EvalCtx& ctx);
+  void ComputeRoles(CheckedStage& st);
+
+  // --- kernels.cc
+  void CheckKernels();
+  void CheckEnvs();
+  void CheckKernelUse(const Value& v, const ast::Expr& src, std::string_view op, EvalCtx& ctx);
+
+  // --- graph.cc
+  void CheckCycles();
+  void SortStages();
+  void CheckUnused();
+  void CheckCluster();
+
+  const Program& program_;
+  const CheckOptions& options_;
+  Diagnostics& diags_;
+  const SourceManager& sm_;
+  std::vector<Scope> scopes_;
+  std::unique_ptr<CheckedPipeline> out_;
+
+  // Params: resolved values, evaluation state (for cycles between params).
+  std::map<const ast::Decl*, std::string> plan_names_;  // kernels/envs: unique name in the plan
+  std::map<const ast::Decl*, Value> param_values_;
+  std::set<const ast::Decl*> params_in_progress_;
+  std::set<const ast::Decl*> used_;  // params, stages, kernels, envs referenced anywhere
+  std::map<std::string, std::vector<std::string>> stage_outputs_;  // main-module stages
+  std::map<std::string, const ast::StageDecl*> stages_by_name_;
+    std::map<std::string, ResourceAmounts> profiles_;
+  bool has_default_profile_ = false;
+  std::map<std::string, std::vector<std::string>> kernel_closure_;  // kernel -> itself + callees
+  // Kernel signatures, for calls between kernels and map/filter checks.
+  struct KernelSig {
+    std::vector<KType> params;
+    KType ret = KType::Error;
+  };
+  std::map<std::string, KernelSig> kernel_sigs_;
+  // Where each stage references another, for cycle notes.
+  std::map<std::pair<std::string, std::string>, Range> dep_ranges_;
+};
+
+}  // namespace mlp

@@ -1,0 +1,184 @@
+// Whole-pipeline checks: dependency cycles, topological order, unused
+// declarations and whether the declared cluster can hold every stage.
+#include <algorithm>
+#include <functional>
+
+#include "compiler/sema/checker.h"
+#include "compiler/sema/units.h"
+
+namespace mlp {
+
+void Checker::CheckCycles() {
+  std::map<std::string, const CheckedStage*> by_name;
+  for (const auto& st : out_->stages) by_name[st.decl->name.name] = &st;
+  std::map<std::string, int> state;
+  std::vector<std::string> stack;
+  std::set<std::string> reported;
+  std::function<void(const std::string&)> dfs = [&](const std::string& s) {
+    state[s] = 1;
+    stack.push_back(s);
+    for (const auto& d : by_name[s]->deps) {
+      if (!by_name.count(d)) continue;
+      if (state[d] == 1) {
+        auto from = std::find(stack.begin(), stack.end(), d);
+        std::vector<std::string> cycle(from, stack.end());
+        std::string key;
+        auto sorted = cycle;
+        std::sort(sorted.begin(), sorted.end());
+        for (const auto& c : sorted) key += c + ",";
+        if (!reported.insert(key).second) continue;
+        std::string path;
+        for (const auto& c : cycle) path += "`" + c + "` -> ";
+        path += "`" + d + "`";
+        const auto* first = by_name[d]->decl;
+        diags_.Report(DiagKind::DependencyCycle, first->name.range,
+                      "stages depend on each other in a cycle: " + path + "; a pipeline must be a DAG");
+        for (size_t k = 0; k < cycle.size(); ++k) {
+          const std::string& to = k + 1 < cycle.size() ? cycle[k + 1] : d;
+          auto it = dep_ranges_.find({cycle[k], to});
+          if (it != dep_ranges_.end()) diags_.AddNote(it->second, "`" + cycle[k] + "` reads `" + to + "` here");
+        }
+        continue;
+      }
+      if (state[d] == 0) dfs(d);
+    }
+    stack.pop_back();
+    state[s] = 2;
+  };
+  for (const auto& st : out_->stages) {
+    if (state[st.decl->name.name] == 0) dfs(st.decl->name.name);
+  }
+}
+
+// Kahn's algorithm; ties keep source order so that plans are stable.
+void Checker::SortStages() {
+  auto& stages = out_->stages;
+  std::map<std::string, size_t> index;
+  for (size_t k = 0; k < stages.size(); ++k) index[stages[k].decl->name.name] = k;
+  std::vector<size_t> indegree(stages.size(), 0);
+  std::vector<std::vector<size_t>> users(stages.size());
+  for (size_t k = 0; k < stages.size(); ++k) {
+    for (const auto& d : stages[k].deps) {
+      auto it = index.find(d);
+      if (it == index.end()) continue;
+      ++indegree[k];
+      users[it->second].push_back(k);
+    }
+  }
+  std::set<size_t> ready;
+  for (size_t k = 0; k < stages.size(); ++k) {
+    if (indegree[k] == 0) ready.insert(k);
+  }
+  std::vector<size_t> order;
+  while (!ready.empty()) {
+    size_t k = *ready.begin();
+    ready.erase(ready.begin());
+    order.push_back(k);
+    for (size_t u : users[k]) {
+      if (--indegree[u] == 0) ready.insert(u);
+    }
+  }
+  for (size_t k = 0; k < stages.size(); ++k) {  // stages on a cycle (already reported)
+    if (indegree[k] > 0) order.push_back(k);
+  }
+  std::vector<CheckedStage> sorted;
+  sorted.reserve(stages.size());
+  for (size_t k : order) sorted.push_back(std::move(stages[k]));
+  stages = std::move(sorted);
+}
+
+void Checker::CheckUnused() {
+  for (const auto& d : program_.modules[0].ast->decls) {
+    if (used_.count(d.get()) || d->name.name.empty()) continue;
+    switch (d->kind) {
+      case ast::DeclKind::Param:
+        diags_.Report(DiagKind::UnusedParam, d->name.range,
+                      "param `" + d->name.name + "` is never used; remove it or use it in a stage");
+        break;
+      case ast::DeclKind::Kernel:
+        diags_.Report(DiagKind::UnusedKernel, d->name.range,
+                      "kernel `" + d->name.name + "` is never used; remove it or use it, e.g. in `map(" +
+                          d->name.name + ")`");
+        break;
+      case ast::DeclKind::Stage:
+        if (static_cast<const ast::StageDecl*>(d.get())->stage_kind == ast::StageKind::Data) {
+          diags_.Report(DiagKind::UnusedStage, d->name.range,
+                        "data stage `" + d->name.name + "` is never used; no stage reads its output");
+        }
+        break;
+      default: break;
+    }
+  }
+}
+
+static std::string Amounts(const ResourceAmounts& r) {
+  std::string s = "cpu: " + ToSource(Value::Float(r.cpu_milli / 1000.0));
+  if (r.gpu_milli) s += ", gpu: " + ToSource(Value::Float(r.gpu_milli / 1000.0));
+  if (r.memory_bytes) s += ", memory: " + FormatSize(r.memory_bytes);
+  for (const auto& [k, v] : r.custom_milli) {
+    s += ", " + k + ": " + ToSource(Value::Float(v / 1000.0));
+  }
+  return s;
+}
+
+// How many processes needing `req` one node of `g` can hold (0 if none).
+static int64_t Fits(const NodeGroup& g, const ResourceAmounts& req,
+                    const std::vector<std::pair<std::string, std::string>>& labels, std::string* missing) {
+  for (const auto& [k, v] : labels) {
+    bool ok = false;
+    for (const auto& [gk, gv] : g.labels) ok |= gk == k && gv == v;
+    if (!ok) {
+      *missing = "label " + k + "=" + v;
+      return 0;
+    }
+  }
+  int64_t n = INT64_MAX;
+  auto dim = [&](int64_t have, int64_t need, const std::string& name) {
+    if (need <= 0) return;
+    if (have < need && missing->empty()) *missing = name;
+    n = std::min(n, have / need);
+  };
+  dim(g.resources.cpu_milli, req.cpu_milli, "cpu");
+  dim(g.resources.gpu_milli, req.gpu_milli, "gpu");
+  if (g.resources.memory_bytes > 0) dim(g.resources.memory_bytes, req.memory_bytes, "memory");
+  for (const auto& [k, v] : req.custom_milli) {
+    auto it = g.resources.custom_milli.find(k);
+    dim(it == g.resources.custom_milli.end() ? 0 : it->second, v, k);
+  }
+  return n == INT64_MAX ? 1'000'000 : n;
+}
+
+void Checker::CheckCluster() {
+  if (out_->cluster.empty()) return;
+  for (const auto& st : out_->stages) {
+    for (const auto& role : st.roles) {
+      int64_t capacity = 0;
+      int64_t largest = 0;
+      std::string why;
+      for (const auto& g : out_->cluster) {
+        std::string missing;
+        int64_t per_node = Fits(g, role.resources, st.placement_labels, &missing);
+        if (per_node == 0 && why.empty()) why = missing + " (node group `" + g.name + "`: " + Amounts(g.resources) + ")";
+        largest = std::max(largest, per_node);
+        capacity += per_node * g.count;
+      }
+      std::string what = std::string(ast::Spelling(st.decl->stage_kind)) + " stage `" + st.decl->name.name + "`";
+      if (largest == 0) {
+        diags_.Report(DiagKind::UnsatisfiableResources, st.decl->name.range,
+                      what + " needs " + Amounts(role.resources) + " per " + role.name +
+                          ", but no node of the declared cluster can hold that; lacking " + why);
+        break;
+      }
+      uint32_t needed = role.gang ? role.count : 1;
+      if (capacity < needed) {
+        diags_.Report(DiagKind::UnsatisfiableResources, st.decl->name.range,
+                      what + " needs a gang of " + std::to_string(role.count) + " " + role.name + "s of " +
+                          Amounts(role.resources) + " started together, but the declared cluster holds at most " +
+                          std::to_string(capacity) + " at once");
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace mlp

@@ -1,0 +1,616 @@
+// Stage checks: fields against the stage kind's schema, blocks, the tune
+// search space, per-kind rules, resources and the roles a stage runs as.
+#include <algorithm>
+#include <cmath>
+
+#include "compiler/sema/checker.h"
+
+namespace mlp {
+
+using schema::Kind;
+
+static const schema::Field* FindField(const schema::StageSchema& s, std::string_view name) {
+  for (const auto& f : s.fields) {
+    if (f.param.name == name) return &f;
+  }
+  return nullptr;
+}
+
+static std::string StageWhat(const ast::StageDecl& d) {
+  return std::string(ast::Spelling(d.stage_kind)) + " stage `" + d.name.name + "`";
+}
+
+void Checker::CollectStageOutputs() {
+  for (const auto& [name, sd] : stages_by_name_) {
+    const auto& schema = schema::Stage(static_cast<schema::StageKind>(sd->stage_kind));
+    std::vector<std::string> outs;
+    for (const auto& o : schema.outputs) outs.emplace_back(o.name);
+    if (sd->stage_kind == ast::StageKind::Data) {
+      for (const auto& item : sd->items) {
+        if (item.kind == ast::ItemKind::Block && item.path.str() == "split") {
+          for (const auto& e : item.block.entries) outs.push_back(e.key.str());
+        }
+      }
+    }
+    stage_outputs_[name] = std::move(outs);
+  }
+}
+
+ResourceAmounts Checker::ResourcesOf(const ast::SettingsBlock& block, ResourceAmounts base, EvalCtx& ctx) {
+  const schema::Field& spec = schema::ResourcesBlock();
+  std::set<std::string> seen;
+  for (const auto& e : block.entries) {
+    std::string key = e.key.str();
+    if (e.key.parts.size() != 1) {
+      diags_.Report(DiagKind::UnknownField, e.key.range, "resource names are single words; `" + key + "` is not");
+      continue;
+    }
+    if (!seen.insert(key).second) {
+      diags_.Report(DiagKind::DuplicateField, e.key.range, "resource `" + key + "` is given twice");
+      continue;
+    }
+    const schema::Param* p = nullptr;
+    for (const auto& q : spec.entries) {
+      if (q.name == key) p = &q;
+    }
+    schema::Param custom;
+    if (!p) {  // a custom resource
+      custom.name = key;
+      custom.type = spec.open_type;
+      custom.min = 0;
+      p = &custom;
+    }
+    Value v = EvalAs(*e.value, *p, ctx);
+    if (v.is_error()) continue;
+    if (key == "memory") {
+      base.memory_bytes = v.i;
+      continue;
+    }
+    int64_t milli = static_cast<int64_t>(std::llround(v.f * 1000));
+    if (milli == 0 && v.f > 0) {
+      diags_.Report(DiagKind::ValueOutOfRange, e.value->range,
+                    "resource `" + key + "` is finer than the smallest unit, 0.001");
+      continue;
+    }
+    if (key == "cpu") {
+      base.cpu_milli = milli;
+    } else if (key == "gpu") {
+      base.gpu_milli = milli;
+    } else {
+      base.custom_milli[key] = milli;
+    }
+  }
+  return base;
+}
+
+Value Checker::CheckBlock(const ast::Item& item, const schema::Field& field, EvalCtx& ctx) {
+  Value map;
+  map.tag = Value::Tag::Map;
+  map.range = item.range;
+  std::vector<std::string> names;
+  for (const auto& p : field.entries) names.emplace_back(p.name);
+  std::map<std::string, Range> seen;
+  for (const auto& e : item.block.entries) {
+    std::string key = e.key.str();
+    if (e.key.parts.size() != 1) {
+      diags_.Report(DiagKind::UnknownField, e.key.range,
+                    "`" + key + "` is not a setting of `" + std::string(field.param.name) +
+                        "`; dotted names are only allowed in `search` blocks");
+      continue;
+    }
+    if (auto [it, inserted] = seen.emplace(key, e.key.range); !inserted) {
+      diags_.Report(DiagKind::DuplicateField, e.key.range,
+                    "`" + key + "` is set twice in `" + std::string(field.param.name) + "`");
+      diags_.AddNote(it->second, "first set here");
+      continue;
+    }
+    const schema::Param* p = nullptr;
+    for (const auto& q : field.entries) {
+      if (q.name == key) p = &q;
+    }
+    schema::Param open;
+    if (!p && field.open_entries) {
+      open.name = e.key.parts[0].name;
+      open.type = field.open_type;
+      p = &open;
+    }
+    if (!p) {
+      std::string list;
+      for (size_t k = 0; k < names.size(); ++k) list += (k ? ", `" : "`") + names[k] + "`";
+      diags_.Report(DiagKind::UnknownField, e.key.range,
+                    "unknown setting `" + key + "` in `" + std::string(field.param.name) + "`" + DidYouMean(key, names) +
+                        " (settings: " + list + ")");
+      continue;
+    }
+    Value v = EvalAs(*e.value, *p, ctx);
+    if (!v.is_error()) map.entries.emplace_back(key, std::move(v));
+  }
+  // Defaults of the block's settings.
+  for (const auto& p : field.entries) {
+    if (map.Find(p.name)) continue;
+    Value d;
+    if (p.def.tag == schema::Default::Int) {
+      d.tag = Value::Tag::Int;
+      d.i = static_cast<int64_t>(p.def.number);
+    } else if (p.def.tag == schema::Default::Float) {
+      d.tag = Value::Tag::Float;
+      d.f = p.def.number;
+    } else if (p.def.tag == schema::Default::Symbol) {
+      d.tag = Value::Tag::Symbol;
+      d.kind = Kind::Enum;
+      d.s = std::string(p.def.text);
+    } else {
+      continue;
+    }
+    map.entries.emplace_back(std::string(p.name), d);
+  }
+  return map;
+}
+
+void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
+  out.decl = &decl;
+  out.kind = static_cast<schema::StageKind>(decl.stage_kind);
+  const auto& schema = schema::Stage(out.kind);
+  EvalCtx ctx;
+  ctx.module = 0;
+  ctx.stage = &out;
+  std::vector<std::string> field_names;
+  for (const auto& f : schema.fields) field_names.emplace_back(f.param.name);
+  std::map<std::string, Range> seen;
+  std::map<std::string, Value> values;
+  ResourceAmounts res;
+  res.cpu_milli = 1000;
+  if (has_default_profile_) res = profiles_["default"];
+  const ast::Item* resources_item = nullptr;
+
+  for (const auto& item : decl.items) {
+    if (item.kind == ast::ItemKind::Stop) {
+      if (decl.stage_kind != ast::StageKind::Rl) {
+        diags_.Report(DiagKind::UnknownField, item.range, "`stop when` is only allowed in rl stages");
+        continue;
+      }
+      if (auto [it, inserted] = seen.emplace("stop", item.range); !inserted) {
+        diags_.Report(DiagKind::DuplicateField, item.range, "`stop when` is given twice");
+        diags_.AddNote(it->second, "first given here");
+        continue;
+      }
+      ctx.what = "`stop when`";
+      std::vector<std::string> metrics;
+      values["stop"] = EvalPredicate(*item.value, ctx, metrics);
+      continue;
+    }
+    std::string key = item.path.str();
+    const schema::Field* field = item.path.parts.size() == 1 ? FindField(schema, key) : nullptr;
+    if (!field) {
+      std::string hint = item.path.parts.size() > 1 ? "; dotted names are only allowed in `search` blocks"
+                                                    : DidYouMean(key, field_names);
+      diags_.Report(DiagKind::UnknownField, item.path.range,
+                    "unknown field `" + key + "` in " + StageWhat(decl) + hint);
+      continue;
+    }
+    if (auto [it, inserted] = seen.emplace(key, item.path.range); !inserted) {
+      diags_.Report(DiagKind::DuplicateField, item.path.range, "field `" + key + "` is set twice in " + StageWhat(decl));
+      diags_.AddNote(it->second, "first set here");
+      continue;
+    }
+    ctx.what = "field `" + key + "` of " + StageWhat(decl);
+    if (key == "resources") {
+      resources_item = &item;
+      if (item.kind == ast::ItemKind::Block) {
+        res = ResourcesOf(item.block, res, ctx);
+      } else {
+        schema::Param p = field->param;
+        Value v = EvalAs(*item.value, p, ctx);
+        if (!v.is_error()) {
+          const ResourceAmounts& prof = profiles_[v.s];
+          res = prof;
+        }
+      }
+      continue;
+    }
+    if (field->block != (item.kind == ast::ItemKind::Block)) {
+      diags_.Report(DiagKind::TypeMismatch, item.range,
+                    field->block ? "`" + key + "` is a block; write `" + key + " { ... }`"
+                                 : "`" + key + "` is a single value; write `" + key + " = ...`");
+      continue;
+    }
+    if (key == "search") {
+      CheckTuneSearch(item, out, ctx);
+      continue;
+    }
+    Value v = field->block ? CheckBlock(item, *field, ctx) : EvalAs(*item.value, field->param, ctx);
+    if (!v.is_error() && v.tag == Value::Tag::Ref) out.inputs.emplace_back(key, v);
+    if (!v.is_error() && v.tag == Value::Tag::Call && v.s == "load") {
+      // A model from a file: nothing to wait for.
+    }
+    values[key] = std::move(v);
+  }
+  (void)resources_item;
+
+  // Required fields, then defaults, in schema order.
+  for (const auto& f : schema.fields) {
+    std::string name(f.param.name);
+    if (name == "resources") continue;
+    auto it = values.find(name);
+    if (it == values.end() && !seen.count(name)) {
+      if (f.param.required) {
+        diags_.Report(DiagKind::MissingField, decl.name.range,
+                      StageWhat(decl) + " is missing required field `" + name + "` (" + std::string(f.param.doc) + ")");
+        continue;
+      }
+      Value d;
+      switch (f.param.def.tag) {
+        case schema::Default::Int: d.tag = Value::Tag::Int; d.i = static_cast<int64_t>(f.param.def.number); break;
+        case schema::Default::Float: d.tag = Value::Tag::Float; d.f = f.param.def.number; break;
+        case schema::Default::Bool: d.tag = Value::Tag::Bool; d.b = f.param.def.number != 0; break;
+        case schema::Default::String: d.tag = Value::Tag::String; d.s = std::string(f.param.def.text); break;
+        case schema::Default::Symbol: d.tag = Value::Tag::Symbol; d.kind = Kind::Enum; d.s = std::string(f.param.def.text); break;
+        case schema::Default::Call: {
+          const schema::Op* op = schema::FindOp(f.param.def.text);
+          d.tag = Value::Tag::Call;
+          d.kind = op->result;
+          d.s = std::string(op->name);
+          for (const auto& p : op->params) {
+            Value a;
+            if (p.def.tag == schema::Default::Int) {
+              a.tag = Value::Tag::Int;
+              a.i = static_cast<int64_t>(p.def.number);
+            } else if (p.def.tag == schema::Default::Float) {
+              a.tag = Value::Tag::Float;
+              a.f = p.def.number;
+            } else {
+              continue;
+            }
+            d.entries.emplace_back(std::string(p.name), a);
+          }
+          break;
+        }
+        default:
+          if (f.block) {
+            ast::Item empty;
+            empty.kind = ast::ItemKind::Block;
+            d = CheckBlock(empty, f, ctx);
+            break;
+          }
+          continue;
+      }
+      // A seed not given falls back to the pipeline's seed.
+      if (name == "seed") {
+        for (const auto& [k, sv] : out_->settings) {
+          if (k == "seed" && !sv.is_error()) d = sv;
+        }
+      }
+      values[name] = d;
+    }
+    if (values.count(name)) out.fields.emplace_back(name, values[name]);
+  }
+  out.resources = res;
+  if (const Value* pl = values.count("placement") ? &values["placement"] : nullptr) {
+    if (const Value* s = pl->Find("strategy")) out.placement_strategy = s->s;
+    if (const Value* l = pl->Find("labels")) {
+      for (const auto& [k, lv] : l->entries) {
+        out.placement_labels.emplace_back(k, lv.tag == Value::Tag::String ? lv.s : ToSource(lv));
+      }
+    }
+  }
+  for (const auto& [k, v] : out.fields) {
+    if (v.tag != Value::Tag::Kernel || (k != "preprocess" && k != "postprocess")) continue;
+    for (const auto& i : decl.items) {
+      if (i.path.str() == k && i.value) CheckKernelUse(v, *i.value, k, ctx);
+    }
+  }
+  CheckStageSemantics(out, ctx);
+}
+
+void Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx& ctx) {
+  // The trial is resolved first so that keys can be checked against it.
+  const ast::StageDecl& decl = *out.decl;
+  const ast::Expr* trial_expr = nullptr;
+  for (const auto& i : decl.items) {
+    if (i.kind == ast::ItemKind::Assign && i.path.str() == "trial") trial_expr = i.value.get();
+  }
+  const ast::StageDecl* trial_stage = nullptr;
+  const ast::KernelDecl* trial_kernel = nullptr;
+  if (trial_expr && trial_expr->kind == ast::ExprKind::Name) {
+    if (const Symbol* s = Lookup(0, trial_expr->text)) {
+      if (s->kind == SymKind::Stage) trial_stage = static_cast<const ast::StageDecl*>(s->decl);
+      if (s->kind == SymKind::Kernel) trial_kernel = static_cast<const ast::KernelDecl*>(s->decl);
+    }
+  }
+  Value space;
+  space.tag = Value::Tag::Map;
+  space.range = item.range;
+  std::set<std::string> seen;
+  for (const auto& e : item.block.entries) {
+    std::string key = e.key.str();
+    if (!seen.insert(key).second) {
+      diags_.Report(DiagKind::DuplicateField, e.key.range, "search key `" + key + "` appears twice");
+      continue;
+    }
+    schema::Param p;
+    p.name = e.key.parts.back().name;
+    p.type = {Kind::Distribution, Kind::Any};
+    Value dist = EvalAs(*e.value, p, ctx);
+    if (dist.is_error()) continue;
+    // The type the searched values must have.
+    schema::Type target{Kind::Any, Kind::Any};
+    const schema::Param* target_param = nullptr;
+    if (trial_kernel) {
+      bool found = false;
+      std::vector<std::string> names;
+      for (const auto& kp : trial_kernel->params) {
+        names.push_back(kp.name.name);
+        if (e.key.parts.size() == 1 && kp.name.name == key) {
+          found = true;
+          bool is_int = kp.type.name.name == "i32" || kp.type.name.name == "i64";
+          target = {is_int ? Kind::Int : Kind::Float, Kind::Any};
+        }
+      }
+      if (!found) {
+        diags_.Report(DiagKind::InvalidSearchKey, e.key.range,
+                      "search key `" + key + "` is not a parameter of kernel `" + trial_kernel->name.name + "`" +
+                          DidYouMean(key, names));
+        continue;
+      }
+    } else if (trial_stage && trial_stage->stage_kind == ast::StageKind::Train) {
+      const auto& ts = schema::Stage(schema::StageKind::Train);
+      const std::string& head = e.key.parts[0].name;
+      const schema::Field* f = FindField(ts, head);
+      std::vector<std::string> names;
+      for (const auto& tf : ts.fields) {
+        if (!tf.block && tf.param.name != "resources") names.emplace_back(tf.param.name);
+      }
+      if (!f || f->block || head == "model" || head == "data" || head == "validate" || head == "resources") {
+        diags_.Report(DiagKind::InvalidSearchKey, e.key.parts[0].range,
+                      "search key `" + key + "` does not name a searchable field of train stage `" +
+                          trial_stage->name.name + "`" + DidYouMean(head, names));
+        continue;
+      }
+      if (e.key.parts.size() == 1) {
+        target = f->param.type;
+        target_param = &f->param;
+      } else {
+        // `optimizer.lr`: a parameter of the operator the trial uses for that field.
+        std::string op_name;
+        for (const auto& ti : trial_stage->items) {
+          if (ti.kind == ast::ItemKind::Assign && ti.path.str() == head && ti.value &&
+              (ti.value->kind == ast::ExprKind::Call || ti.value->kind == ast::ExprKind::Name)) {
+            op_name = ti.value->text;
+          }
+        }
+        if (op_name.empty() && f->param.def.tag == schema::Default::Call) op_name = std::string(f->param.def.text);
+        const schema::Op* op = schema::FindOp(op_name);
+        const std::string& sub = e.key.parts[1].name;
+        if (op && e.key.parts.size() == 2) {
+          for (const auto& q : op->params) {
+            if (q.name == sub) target_param = &q;
+          }
+        }
+        if (!target_param) {
+          std::vector<std::string> pn;
+          if (op) {
+            for (const auto& q : op->params) pn.emplace_back(q.name);
+          }
+          diags_.Report(DiagKind::InvalidSearchKey, e.key.range,
+                        "search key `" + key + "`: " +
+                            (op ? "`" + op_name + "` (the trial's `" + head + "`) has no parameter `" + sub + "`" +
+                                      DidYouMean(sub, pn)
+                                : "the trial's `" + head + "` is not an operator call"));
+          continue;
+        }
+        target = target_param->type;
+      }
+    } else {
+      continue;  // the trial itself is reported by its field check
+    }
+    // Every value the distribution can produce must fit the target.
+    auto bad = [&](const std::string& what) {
+      diags_.Report(DiagKind::TypeMismatch, e.value->range,
+                    "type mismatch: search key `" + key + "` is " + schema::TypeName(target) + ", but `" +
+                        Src(*e.value) + "` produces " + what);
+    };
+    if (dist.s == "choice") {
+      const Value* vals = dist.Find("values");
+      bool ok = true;
+      for (size_t k = 0; vals && k < vals->items.size() && ok; ++k) {
+        const ast::Expr& item_src = k < e.value->args.size() ? *e.value->args[k].value : *e.value;
+        Value c = Coerce(vals->items[k], target, target_param, item_src, ctx);
+        ok = !c.is_error();
+      }
+    } else if (dist.s == "randint") {
+      if (target.kind != Kind::Int && target.kind != Kind::Float) bad("integers");
+    } else if (target.kind != Kind::Float) {
+      bad(target.kind == Kind::Int ? "floats (use randint or choice for an int)" : "floats");
+    } else if (target_param) {
+      // Ranges: both bounds must be valid values of the target.
+      for (const char* bound : {"low", "high"}) {
+        if (const Value* b = dist.Find(bound)) {
+          Value bv = *b;
+          if (!bv.range.valid()) bv.range = e.value->range;
+          if (!CheckRange(bv, *target_param, *e.value, ctx)) break;
+        }
+      }
+    }
+    if (const Value* lo = dist.Find("low")) {
+      const Value* hi = dist.Find("high");
+      double l = lo->tag == Value::Tag::Int ? static_cast<double>(lo->i) : lo->f;
+      double h = hi->tag == Value::Tag::Int ? static_cast<double>(hi->i) : hi->f;
+      if (!(l < h)) {
+        diags_.Report(DiagKind::ValueOutOfRange, e.value->range,
+                      "`" + dist.s + "` needs low < high, but it is " + ToSource(*lo) + " and " + ToSource(*hi));
+      }
+    }
+    space.entries.emplace_back(key, std::move(dist));
+  }
+  out.fields.emplace_back("search", std::move(space));
+}
+
+void Checker::CheckStageSemantics(CheckedStage& out, EvalCtx& ctx) {
+  const ast::StageDecl& decl = *out.decl;
+  auto field = [&](std::string_view name) -> const Value* {
+    for (const auto& [k, v] : out.fields) {
+      if (k == name && !v.is_error()) return &v;
+    }
+    return nullptr;
+  };
+  auto item_range = [&](std::string_view name) {
+    for (const auto& i : decl.items) {
+      if (i.path.str() == name) return i.kind == ast::ItemKind::Block ? i.block.range : i.value->range;
+    }
+    return decl.name.range;
+  };
+  switch (decl.stage_kind) {
+    case ast::StageKind::Data: {
+      if (const Value* split = field("split")) {
+        double sum = 0;
+        for (const auto& [name, v] : split->entries) {
+          sum += v.f;
+          if (!(v.f > 0 && v.f <= 1)) {
+            diags_.Report(DiagKind::ValueOutOfRange, v.range,
+                          "split `" + name + "` must be a fraction in (0, 1], but it is " + ToSource(v));
+          }
+          if (name == "all") {
+            diags_.Report(DiagKind::DuplicateName, v.range, "`all` is the name of the whole dataset; pick another split name");
+          }
+        }
+        if (sum > 1.0 + 1e-9) {
+          diags_.Report(DiagKind::ValueOutOfRange, item_range("split"),
+                        "split fractions add up to " + ToSource(Value::Float(sum)) +
+                            ", more than 1");
+        }
+      }
+      break;
+    }
+    case ast::StageKind::Tune: {
+      const Value* trial = field("trial");
+      const Value* objective = field("objective");
+      if (trial && objective) {
+        const Value* metric = objective->Find("metric");
+        std::vector<std::string> known;
+        if (trial->tag == Value::Tag::Kernel) {
+          known = {"result"};
+        } else {
+          for (auto m : schema::TrainMetrics()) known.emplace_back(m);
+        }
+        if (metric && std::find(known.begin(), known.end(), metric->s) == known.end()) {
+          std::string list;
+          for (size_t k = 0; k < known.size(); ++k) list += (k ? ", `" : "`") + known[k] + "`";
+          diags_.Report(DiagKind::UnknownOutput, metric->range,
+                        "the trial reports no metric `" + metric->s + "`" + DidYouMean(metric->s, known) +
+                            " (metrics: " + list + ")");
+        } else if (metric && metric->s.starts_with("val.") && trial->tag == Value::Tag::Ref) {
+          const ast::StageDecl* ts = stages_by_name_.count(trial->s) ? stages_by_name_.at(trial->s) : nullptr;
+          bool has_val = false;
+          if (ts) {
+            for (const auto& i : ts->items) has_val |= i.path.str() == "validate";
+          }
+          if (ts && !has_val) {
+            diags_.Report(DiagKind::UnknownOutput, metric->range,
+                          "trial `" + trial->s + "` has no `validate` data, so it reports no `" + metric->s +
+                              "`; add `validate = ...` to it or use a `train.` metric");
+          }
+        }
+      }
+      if (const Value* search = field("search"); search && search->entries.empty()) {
+        diags_.Report(DiagKind::MissingField, item_range("search"), "the `search` block is empty; add at least one key");
+      }
+      break;
+    }
+    case ast::StageKind::Serve: {
+      if (const Value* route = field("route"); route && (route->s.empty() || route->s[0] != '/')) {
+        diags_.Report(DiagKind::ValueOutOfRange, route->range.valid() ? route->range : item_range("route"),
+                      "`route` must start with `/`, but it is " + ToSource(*route));
+      }
+      if (const Value* as = field("autoscale")) {
+        const Value* lo = as->Find("min");
+        const Value* hi = as->Find("max");
+        if (lo && hi && lo->i > hi->i) {
+          diags_.Report(DiagKind::ValueOutOfRange, item_range("autoscale"),
+                        "autoscale `min` (" + ToSource(*lo) + ") is larger than `max` (" + ToSource(*hi) + ")");
+        }
+      }
+      break;
+    }
+    case ast::StageKind::Train:
+    case ast::StageKind::Rl:
+      break;
+  }
+  // Kernels and envs the stage needs, with their callees.
+  std::set<std::string> kernels, envs;
+  std::function<void(const Value&)> collect = [&](const Value& v) {
+    if (v.tag == Value::Tag::Kernel) {
+      auto it = kernel_closure_.find(v.s);
+      if (it != kernel_closure_.end()) kernels.insert(it->second.begin(), it->second.end());
+    }
+    if (v.tag == Value::Tag::Env) {
+      envs.insert(v.s);
+      auto it = kernel_closure_.find(v.s);
+      if (it != kernel_closure_.end()) kernels.insert(it->second.begin(), it->second.end());
+    }
+    for (const auto& i : v.items) collect(i);
+    for (const auto& [k, e] : v.entries) collect(e);
+  };
+  for (const auto& [k, v] : out.fields) collect(v);
+  out.kernels.assign(kernels.begin(), kernels.end());
+  out.envs.assign(envs.begin(), envs.end());
+  (void)ctx;
+}
+
+void Checker::ComputeRoles(CheckedStage& st) {
+  auto int_field = [&](std::string_view name, int64_t def) -> int64_t {
+    for (const auto& [k, v] : st.fields) {
+      if (k == name && v.tag == Value::Tag::Int) return v.i;
+    }
+    return def;
+  };
+  // Tune stages come after the stages they try (see Checker::Run).
+  ResourceAmounts small;  // controllers and ingresses
+  small.cpu_milli = 100;
+  switch (st.kind) {
+    case schema::StageKind::Data:
+      st.roles.push_back({"task", static_cast<uint32_t>(int_field("shards", 1)), st.resources, false, false, 0});
+      break;
+    case schema::StageKind::Train: {
+      auto n = static_cast<uint32_t>(int_field("workers", 1));
+      st.roles.push_back({"rank", n, st.resources, n > 1, false, 0});
+      break;
+    }
+    case schema::StageKind::Tune: {
+      st.roles.push_back({"controller", 1, small, false, true, 0});
+      auto parallel = static_cast<uint32_t>(int_field("parallel", 1));
+      ResourceAmounts trial_res = st.resources;
+      uint32_t ranks = 1;
+      for (const auto& [k, v] : st.fields) {
+        if (k != "trial" || v.tag != Value::Tag::Ref) continue;
+        // A train trial runs with the train stage's resources and workers.
+        for (const auto& other : out_->stages) {
+          if (other.decl->name.name != v.s) continue;
+          trial_res = other.resources;
+          for (const auto& r : other.roles) ranks = r.count;
+        }
+      }
+      st.roles.push_back({"trial", parallel * ranks, trial_res, ranks > 1, false, 0});
+      break;
+    }
+    case schema::StageKind::Serve: {
+      auto replicas = static_cast<uint32_t>(int_field("replicas", 1));
+      uint32_t max = replicas;
+      for (const auto& [k, v] : st.fields) {
+        if (k == "autoscale") {
+          if (const Value* hi = v.Find("max"); hi && hi->i > static_cast<int64_t>(max)) max = static_cast<uint32_t>(hi->i);
+        }
+      }
+      st.roles.push_back({"ingress", 1, small, false, true, 0});
+      st.roles.push_back({"replica", replicas, st.resources, false, true, max});
+      break;
+    }
+    case schema::StageKind::Rl: {
+      st.roles.push_back({"learner", 1, st.resources, false, true, 0});
+      auto n = static_cast<uint32_t>(int_field("rollout_workers", 1));
+      st.roles.push_back({"rollout", n, st.resources, false, true, 0});
+      break;
+    }
+  }
+}
+
+}  // namespace mlp

@@ -1,0 +1,642 @@
+// Tests of the canonical formatter (`mlpc fmt`): layout rules on snippets, and
+// its promises on every example and golden input: idempotent, same AST, same
+// comments in the same order.
+#include "compiler/format/formatter.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "compiler/base/diagnostics.h"
+#include "compiler/parse/ast_dump.h"
+#include "compiler/parse/parser.h"
+
+#ifndef MLP_SOURCE_DIR
+#error "tests/CMakeLists.txt defines MLP_SOURCE_DIR, the repository root"
+#endif
+
+namespace mlp {
+namespace {
+
+struct Parsed {
+  SourceManager sm;
+  Diagnostics diags;
+  std::unique_ptr<ast::File> file;
+};
+
+std::unique_ptr<Parsed> ParseText(std::string text, std::string path = "test.mlp") {
+  auto p = std::make_unique<Parsed>();
+  FileId id = p->sm.Add(std::move(path), std::move(text));
+  p->file = Parse(p->sm, id, p->diags);
+  return p;
+}
+
+std::string Messages(const Parsed& p) {
+  std::string out;
+  for (const auto& d : p.diags.all()) {
+    LineCol at = d.range.valid() ? p.sm.Position(d.range.file, d.range.begin) : LineCol{};
+    out += std::to_string(at.line) + ":" + std::to_string(at.col) + ": " + d.message + "\n";
+  }
+  return out;
+}
+
+// The formatter drops trailing blanks inside comments; nothing else changes.
+std::vector<std::string> CommentTexts(const ast::File& f) {
+  std::vector<std::string> out;
+  for (const auto& c : f.comments) {
+    std::string text;
+    std::istringstream lines(c.text);
+    std::string line;
+    bool first = true;
+    while (std::getline(lines, line)) {
+      while (!line.empty() && (line.back() == ' ' || line.back() == '\t' || line.back() == '\r')) line.pop_back();
+      if (!first) text += '\n';
+      text += line;
+      first = false;
+    }
+    out.push_back(text);
+  }
+  return out;
+}
+
+// Checks the formatter's promises on `src` and returns its output, or
+// nothing when `src` does not parse.
+std::optional<std::string> CheckRoundTrip(const std::string& src, const std::string& name) {
+  auto a = ParseText(src, name);
+  if (a->diags.has_errors()) return std::nullopt;
+  std::string once = Format(a->sm, *a->file);
+  auto b = ParseText(once, name);
+  EXPECT_FALSE(b->diags.has_errors()) << name << ": the formatted text does not parse:\n"
+                                      << Messages(*b) << once;
+  if (b->diags.has_errors()) return once;
+  EXPECT_EQ(DumpAst(a->sm, *a->file, false), DumpAst(b->sm, *b->file, false))
+      << name << ": formatting changed the AST:\n" << once;
+  EXPECT_EQ(CommentTexts(*a->file), CommentTexts(*b->file)) << name << ": comments changed:\n" << once;
+  EXPECT_EQ(once, Format(b->sm, *b->file)) << name << ": formatting is not idempotent";
+
+  EXPECT_TRUE(once.empty() || (once.back() == '\n' && (once.size() < 2 || once[once.size() - 2] != '\n')))
+      << name << ": must end with exactly one newline";
+  std::istringstream lines(once);
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    ++n;
+    EXPECT_TRUE(line.empty() || (line.back() != ' ' && line.back() != '\t'))
+        << name << ":" << n << ": trailing whitespace in `" << line << "`";
+  }
+  return once;
+}
+
+// `src` parses cleanly, formats to `expected`, and round-trips.
+void ExpectFormat(const std::string& src, const std::string& expected) {
+  auto p = ParseText(src);
+  ASSERT_FALSE(p->diags.has_errors()) << Messages(*p);
+  EXPECT_EQ(Format(p->sm, *p->file), expected);
+  CheckRoundTrip(src, "input");
+  CheckRoundTrip(expected, "expected");
+}
+
+TEST(FormatTest, EmptyFile) {
+  ExpectFormat("", "");
+  ExpectFormat("\n\n  \n", "");
+}
+
+TEST(FormatTest, EndsWithOneNewline) {
+  ExpectFormat("pipeline p {}", "pipeline p {}\n");
+  ExpectFormat("pipeline p {\n}\n\n\n", "pipeline p {}\n");
+}
+
+TEST(FormatTest, AlignsConsecutiveAssignments) {
+  ExpectFormat(
+      "data fashion {\n"
+      "  source = idx(images: \"a\",\n"
+      "               labels: \"b\")\n"
+      "  transform = map(scale) | shuffle(seed: 42)\n"
+      "  split { train: 0.9, val: 0.1 }\n"
+      "  shards = 2\n"
+      "  optimizer.lr = 1e-3\n"
+      "}\n",
+      "data fashion {\n"
+      "  source    = idx(images: \"a\", labels: \"b\")\n"
+      "  transform = map(scale) | shuffle(seed: 42)\n"
+      "  split { train: 0.9, val: 0.1 }\n"
+      "  shards       = 2\n"
+      "  optimizer.lr = 1e-3\n"
+      "}\n");
+}
+
+TEST(FormatTest, AlignmentStopsAtBlankLinesAndComments) {
+  ExpectFormat(
+      "train t {\n"
+      "    model=mlp()\n"
+      "    batch_size =128\n"
+      "\n"
+      "    epochs   = 2\n"
+      "    // the schedule\n"
+      "    lr_schedule = cosine()\n"
+      "    workers = 2   // data-parallel\n"
+      "    replicas = 3\n"
+      "}\n",
+      "train t {\n"
+      "  model      = mlp()\n"
+      "  batch_size = 128\n"
+      "\n"
+      "  epochs = 2\n"
+      "  // the schedule\n"
+      "  lr_schedule = cosine()\n"
+      "  workers     = 2  // data-parallel\n"
+      "  replicas    = 3\n"
+      "}\n");
+}
+
+TEST(FormatTest, ReinsertsParenthesesFromPrecedence) {
+  ExpectFormat(
+      "kernel scale(x: f32) -> f32 {\n"
+      "  (x / 255.0 - 0.2860) / 0.3530\n"
+      "}\n",
+      "kernel scale(x: f32) -> f32 {\n"
+      "  (x / 255.0 - 0.2860) / 0.3530\n"
+      "}\n");
+  ExpectFormat(
+      "param a: int = a + (b * c)\n"
+      "param b: int = (a + b) * c\n"
+      "param c: int = (a - b) - c\n"
+      "param d: int = a - (b - c)\n"
+      "param e: int = -(a + b) * -c\n"
+      "param f: int = (-a).b + -a.b\n"
+      "param g: bool = not (a and b) or not a == b\n"
+      "param h: bool = (not a) == b\n"
+      "param i: bool = (a < b) == (c < d)\n"
+      "param j: int = a | (b | c)\n"
+      "param k: int = ((x))[(i + 1)] . y\n"
+      "param l: bool = (a or b) and (c or d)\n"
+      "param m: bool = a or (b and c)\n"
+      "param n: int = a - -b\n",
+      "param a: int = a + b * c\n"
+      "param b: int = (a + b) * c\n"
+      "param c: int = a - b - c\n"
+      "param d: int = a - (b - c)\n"
+      "param e: int = -(a + b) * -c\n"
+      "param f: int = (-a).b + -a.b\n"
+      "param g: bool = not (a and b) or not a == b\n"
+      "param h: bool = (not a) == b\n"
+      "param i: bool = (a < b) == (c < d)\n"
+      "param j: int = a | (b | c)\n"
+      "param k: int = x[i + 1].y\n"
+      "param l: bool = (a or b) and (c or d)\n"
+      "param m: bool = a or b and c\n"
+      "param n: int = a - -b\n");
+}
+
+TEST(FormatTest, LiteralsKeepTheirSpelling) {
+  ExpectFormat(
+      "pipeline p {\n"
+      "  a = 1e-3\n"
+      "  b = 200_000\n"
+      "  c = 2GiB\n"
+      "  d = \"${data_dir}/x\\n\"\n"
+      "  e = [1, 2.50, true]\n"
+      "  f = {a: 1, \"b c\": 2}\n"
+      "}\n",
+      "pipeline p {\n"
+      "  a = 1e-3\n"
+      "  b = 200_000\n"
+      "  c = 2GiB\n"
+      "  d = \"${data_dir}/x\\n\"\n"
+      "  e = [1, 2.50, true]\n"
+      "  f = {a: 1, \"b c\": 2}\n"
+      "}\n");
+}
+
+TEST(FormatTest, Comments) {
+  ExpectFormat(
+      "// header\n"
+      "\n"
+      "import \"a\"   // why\n"
+      "pipeline p {   \n"
+      "  // lead\n"
+      "  seed = 42 // trail   \n"
+      "  x = f(1, /* inside */ 2)\n"
+      "  y = 1 /* one */ /* two */\n"
+      "\n"
+      "  // end of body\n"
+      "}\n"
+      "// eof\n",
+      "// header\n"
+      "\n"
+      "import \"a\"  // why\n"
+      "\n"
+      "pipeline p {\n"
+      "  // lead\n"
+      "  seed = 42  // trail\n"
+      "  /* inside */\n"
+      "  x = f(1, 2)\n"
+      "  y = 1  /* one */ /* two */\n"
+      "\n"
+      "  // end of body\n"
+      "}\n"
+      "// eof\n");
+}
+
+TEST(FormatTest, CommentsInBlocksForceOneEntryPerLine) {
+  ExpectFormat(
+      "serve s {\n"
+      "  retry { max: 2, // twice\n"
+      "          backoff: 1s }\n"
+      "  autoscale /* scale */ { min: 1, max: 4 }\n"
+      "  resources {\n"
+      "    /* nothing yet */\n"
+      "  }\n"
+      "}\n",
+      "serve s {\n"
+      "  retry {\n"
+      "    max: 2  // twice\n"
+      "    backoff: 1s\n"
+      "  }\n"
+      "  /* scale */\n"
+      "  autoscale { min: 1, max: 4 }\n"
+      "  resources {\n"
+      "    /* nothing yet */\n"
+      "  }\n"
+      "}\n");
+}
+
+TEST(FormatTest, BlocksOnOneLineWhenTheyFit) {
+  ExpectFormat(
+      "serve s {\n"
+      "  split {\n"
+      "    train: 0.9,\n"
+      "    val: 0.1\n"
+      "  }\n"
+      "  batching { max_size: 32, wait: 2ms, policy: \"a long string that pushes the block past one hundred\" }\n"
+      "  empty {\n"
+      "  }\n"
+      "}\n"
+      "resources default {cpu: 1 memory: 2GiB}\n",
+      "serve s {\n"
+      "  split { train: 0.9, val: 0.1 }\n"
+      "  batching {\n"
+      "    max_size: 32\n"
+      "    wait: 2ms\n"
+      "    policy: \"a long string that pushes the block past one hundred\"\n"
+      "  }\n"
+      "  empty {}\n"
+      "}\n"
+      "\n"
+      "resources default { cpu: 1, memory: 2GiB }\n");
+}
+
+TEST(FormatTest, BlankLines) {
+  ExpectFormat(
+      "pipeline p {\n"
+      "\n"
+      "\n"
+      "  a = 1\n"
+      "\n"
+      "\n"
+      "\n"
+      "  b = 2\n"
+      "\n"
+      "}\n"
+      "\n"
+      "\n"
+      "\n"
+      "data d { x = 1 }\n"
+      "train t { y = 2 }\n",
+      "pipeline p {\n"
+      "  a = 1\n"
+      "\n"
+      "  b = 2\n"
+      "}\n"
+      "\n"
+      "data d {\n"
+      "  x = 1\n"
+      "}\n"
+      "\n"
+      "train t {\n"
+      "  y = 2\n"
+      "}\n");
+}
+
+TEST(FormatTest, ImportsAndParamsStayGrouped) {
+  ExpectFormat(
+      "import \"a.mlp\"\n"
+      "import \"b.mlp\" as b\n"
+      "param x: int = 1\n"
+      "param y: list[int] = [1, 2]\n"
+      "\n"
+      "\n"
+      "param z: path\n"
+      "resources default { cpu: 1 }\n"
+      "cluster local { nodes: 2 }\n",
+      "import \"a.mlp\"\n"
+      "import \"b.mlp\" as b\n"
+      "\n"
+      "param x: int = 1\n"
+      "param y: list[int] = [1, 2]\n"
+      "\n"
+      "param z: path\n"
+      "\n"
+      "resources default { cpu: 1 }\n"
+      "\n"
+      "cluster local { nodes: 2 }\n");
+}
+
+TEST(FormatTest, KernelsAndIfChains) {
+  ExpectFormat(
+      "kernel sign(x: f32) -> f32 { if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 } }\n"
+      "kernel f(x: f32, y: f32) -> f32 {\n"
+      "  let s: f32 = x * y; s = s + 1.0;\n"
+      "  if x > 0.0 { let t = x * 2.0; t } else if x < 0.0 { -x } else { 0.0 }\n"
+      "}\n",
+      "kernel sign(x: f32) -> f32 {\n"
+      "  if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 }\n"
+      "}\n"
+      "\n"
+      "kernel f(x: f32, y: f32) -> f32 {\n"
+      "  let s: f32 = x * y\n"
+      "  s = s + 1.0\n"
+      "  if x > 0.0 {\n"
+      "    let t = x * 2.0\n"
+      "    t\n"
+      "  } else if x < 0.0 {\n"
+      "    -x\n"
+      "  } else {\n"
+      "    0.0\n"
+      "  }\n"
+      "}\n");
+}
+
+TEST(FormatTest, LongIfGoesMultiLine) {
+  ExpectFormat(
+      "kernel g(x: f32) -> f32 {\n"
+      "  let v = if x > 100000.0 { clamp(x, 0.0, 1.0) * 2.0 } else { clamp(x * 3.0, 0.0, 100.0) * 0.25 + 1.0 }\n"
+      "  v\n"
+      "}\n",
+      "kernel g(x: f32) -> f32 {\n"
+      "  let v = if x > 100000.0 {\n"
+      "    clamp(x, 0.0, 1.0) * 2.0\n"
+      "  } else {\n"
+      "    clamp(x * 3.0, 0.0, 100.0) * 0.25 + 1.0\n"
+      "  }\n"
+      "  v\n"
+      "}\n");
+}
+
+TEST(FormatTest, LineStartingWithParenBeginsTheResult) {
+  ExpectFormat(
+      "kernel norm(x: f32, m: f32, s: f32) -> f32 { let y = m; (x - y) / s }\n"
+      "kernel neg(x: f32) -> f32 { let y = x; -y }\n"
+      "kernel lst(x: f32) -> f32 { let y = x; [y][0] }\n",
+      "kernel norm(x: f32, m: f32, s: f32) -> f32 {\n"
+      "  let y = m\n"
+      "  (x - y) / s\n"
+      "}\n"
+      "\n"
+      "kernel neg(x: f32) -> f32 {\n"
+      "  let y = x\n"
+      "  -y\n"
+      "}\n"
+      "\n"
+      "kernel lst(x: f32) -> f32 {\n"
+      "  let y = x\n"
+      "  [y][0]\n"
+      "}\n");
+}
+
+TEST(FormatTest, CommentInsideIfBlockKeepsItMultiLine) {
+  ExpectFormat(
+      "kernel k(a: f32) -> f32 {\n"
+      "  if a > 0.0 {\n"
+      "    // positive\n"
+      "    a\n"
+      "  } else { 0.0 }\n"
+      "}\n",
+      "kernel k(a: f32) -> f32 {\n"
+      "  if a > 0.0 {\n"
+      "    // positive\n"
+      "    a\n"
+      "  } else {\n"
+      "    0.0\n"
+      "  }\n"
+      "}\n");
+}
+
+TEST(FormatTest, CommentsInsideExpressionsAreHoistedInOrder) {
+  // A hoisted comment may not overtake one kept inside a block: then all
+  // of the statement's comments go before it.
+  ExpectFormat(
+      "kernel k(c: bool) -> f32 {\n"
+      "  let v = if c {\n"
+      "    /* a */ 1.0\n"
+      "  } else { 2.0 } + /* b */ 3.0\n"
+      "  let w = if /* cond */ c { 1.0 } else { 2.0 }\n"
+      "  v + w\n"
+      "}\n",
+      "kernel k(c: bool) -> f32 {\n"
+      "  /* a */\n"
+      "  /* b */\n"
+      "  let v = if c { 1.0 } else { 2.0 } + 3.0\n"
+      "  /* cond */\n"
+      "  let w = if c { 1.0 } else { 2.0 }\n"
+      "  v + w\n"
+      "}\n");
+}
+
+TEST(FormatTest, Env) {
+  ExpectFormat(
+      "env pole {\n"
+      "  state  { x: f32 = uniform(-0.05, 0.05), v: f32 = 0.0,\n"
+      "           th: f32 = uniform(-0.05, 0.05), w: f32 = 0.0 }\n"
+      "  action discrete(2)\n"
+      "  observe [x, v, th, w]\n"
+      "  max_steps = 500\n"
+      "  step(a) {\n"
+      "    let f = if a == 1 { 10.0 } else { -10.0 };\n"
+      "    // ... physics ...\n"
+      "    x = x + 0.02 * v\n"
+      "    reward 1.0\n"
+      "    done abs(th) > 0.21 or abs(x) > 2.4\n"
+      "  }\n"
+      "}\n",
+      "env pole {\n"
+      "  state {\n"
+      "    x: f32 = uniform(-0.05, 0.05)\n"
+      "    v: f32 = 0.0\n"
+      "    th: f32 = uniform(-0.05, 0.05)\n"
+      "    w: f32 = 0.0\n"
+      "  }\n"
+      "  action discrete(2)\n"
+      "  observe [x, v, th, w]\n"
+      "  max_steps = 500\n"
+      "  step(a) {\n"
+      "    let f = if a == 1 { 10.0 } else { -10.0 }\n"
+      "    // ... physics ...\n"
+      "    x = x + 0.02 * v\n"
+      "    reward 1.0\n"
+      "    done abs(th) > 0.21 or abs(x) > 2.4\n"
+      "  }\n"
+      "}\n");
+  ExpectFormat("env e { state { x: f32 = 0.0 } step(a) { reward 1.0 } }\n",
+               "env e {\n"
+               "  state { x: f32 = 0.0 }\n"
+               "  step(a) {\n"
+               "    reward 1.0\n"
+               "  }\n"
+               "}\n");
+}
+
+TEST(FormatTest, StopAndPipes) {
+  ExpectFormat(
+      "rl balance {\n"
+      "  env = cartpole()\n"
+      "  algorithm = ppo(lr: 3e-4, gamma: 0.99, clip: 0.2)\n"
+      "  transform = map(a) | map(b) | filter(c) | shuffle(seed: 42) | batch(size: 128) | prefetch(n: 4) | cache()\n"
+      "  stop when reward_mean >= 475 or env_steps >= 200_000\n"
+      "}\n",
+      "rl balance {\n"
+      "  env       = cartpole()\n"
+      "  algorithm = ppo(lr: 3e-4, gamma: 0.99, clip: 0.2)\n"
+      "  transform = map(a) | map(b) | filter(c) | shuffle(seed: 42) | batch(size: 128) | prefetch(n: 4) | cache()\n"
+      "  stop when reward_mean >= 475 or env_steps >= 200_000\n"
+      "}\n");
+}
+
+TEST(FormatTest, Sketch) {
+  // The language sketch's quickstart as written there (settings blocks take
+  // `key: value`): aligned only where the rules say so.
+  ExpectFormat(R"(// pipelines/quickstart.mlp  (illustration)
+pipeline quickstart {
+  seed = 42
+}
+param epochs: int = 2                     // `mlpc run --set epochs=5`
+param data_dir: path = "/usr/share/datasets/fashion-mnist"
+resources default { cpu: 1, memory: 2GiB }
+kernel scale(x: f32) -> f32 {             // JIT-compiled through LLVM
+  (x / 255.0 - 0.2860) / 0.3530
+}
+data fashion {
+  source    = idx(images: "${data_dir}/train-images-idx3-ubyte.gz",
+                  labels: "${data_dir}/train-labels-idx1-ubyte.gz")
+  transform = map(scale) | shuffle(seed: 42)
+  split     { train: 0.9, val: 0.1 }
+  shards    = 2
+}
+tune sweep {
+  trial     = classifier                   // any train stage, or a kernel
+  search {
+    optimizer.lr: loguniform(1e-4, 1e-2)
+    batch_size: choice(64, 128, 256)
+  }
+  objective = maximize(val.accuracy)
+}
+train classifier {
+  model      = mlp(hidden: [256, 128], classes: 10)
+  data       = fashion.train
+  optimizer  = adam(lr: 1e-3)
+  workers    = 2                          // data-parallel, all-reduce over c10d
+  resources  { cpu: 1 }
+  checkpoint { every: 1 }
+  retry      { max: 2, backoff: 1s }
+}
+serve classify {
+  model    = sweep.best                    // or classifier.model, or a file
+  route    = "/v1/classify"
+  replicas = 2
+  batching { max_size: 32, wait: 2ms }
+  autoscale { min: 1, max: 4, target_queue: 8 }
+}
+rl balance {
+  env       = cartpole()                   // or an env declared in .mlp (below)
+  algorithm = ppo(lr: 3e-4, gamma: 0.99, clip: 0.2)
+  rollout_workers = 2
+  stop when reward_mean >= 475 or env_steps >= 200_000
+}
+)",
+               R"(// pipelines/quickstart.mlp  (illustration)
+pipeline quickstart {
+  seed = 42
+}
+
+param epochs: int = 2  // `mlpc run --set epochs=5`
+param data_dir: path = "/usr/share/datasets/fashion-mnist"
+
+resources default { cpu: 1, memory: 2GiB }
+
+kernel scale(x: f32) -> f32 {  // JIT-compiled through LLVM
+  (x / 255.0 - 0.2860) / 0.3530
+}
+
+data fashion {
+  source    = idx(images: "${data_dir}/train-images-idx3-ubyte.gz", labels: "${data_dir}/train-labels-idx1-ubyte.gz")
+  transform = map(scale) | shuffle(seed: 42)
+  split { train: 0.9, val: 0.1 }
+  shards = 2
+}
+
+tune sweep {
+  trial = classifier  // any train stage, or a kernel
+  search { optimizer.lr: loguniform(1e-4, 1e-2), batch_size: choice(64, 128, 256) }
+  objective = maximize(val.accuracy)
+}
+
+train classifier {
+  model     = mlp(hidden: [256, 128], classes: 10)
+  data      = fashion.train
+  optimizer = adam(lr: 1e-3)
+  workers   = 2  // data-parallel, all-reduce over c10d
+  resources { cpu: 1 }
+  checkpoint { every: 1 }
+  retry { max: 2, backoff: 1s }
+}
+
+serve classify {
+  model    = sweep.best  // or classifier.model, or a file
+  route    = "/v1/classify"
+  replicas = 2
+  batching { max_size: 32, wait: 2ms }
+  autoscale { min: 1, max: 4, target_queue: 8 }
+}
+
+rl balance {
+  env             = cartpole()  // or an env declared in .mlp (below)
+  algorithm       = ppo(lr: 3e-4, gamma: 0.99, clip: 0.2)
+  rollout_workers = 2
+  stop when reward_mean >= 475 or env_steps >= 200_000
+}
+)");
+}
+
+// Every example pipeline and golden input that parses keeps its meaning and
+// comments, and formats to a fixed point.
+TEST(FormatTest, CorpusRoundTrips) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> files;
+  for (const char* dir : {"pipelines", "tests/golden"}) {
+    fs::path root = fs::path(MLP_SOURCE_DIR) / dir;
+    std::error_code ec;
+    if (!fs::is_directory(root, ec)) continue;
+    for (const auto& entry : fs::recursive_directory_iterator(root, ec)) {
+      if (entry.is_regular_file() && entry.path().extension() == ".mlp") files.push_back(entry.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  int checked = 0;
+  for (const auto& path : files) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream buf;
+    buf << in.rdbuf();
+    SCOPED_TRACE(path.string());
+    if (CheckRoundTrip(buf.str(), path.string())) ++checked;
+  }
+  std::cout << "formatted " << checked << " of " << files.size() << " .mlp files\n";
+}
+
+}  // namespace
+}  // namespace mlp
