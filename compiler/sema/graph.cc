@@ -88,6 +88,8 @@ void Checker::SortStages() {
 }
 
 void Checker::CheckUnused() {
+  // After an error (a misspelt reference, say) "unused" would mostly be noise.
+  if (diags_.has_errors()) return;
   for (const auto& d : program_.modules[0].ast->decls) {
     if (used_.count(d.get()) || d->name.name.empty()) continue;
     switch (d->kind) {

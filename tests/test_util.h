@@ -1,0 +1,32 @@
+// Helpers shared by the tests: compiling snippets and files, running the
+// mlpc binary, reading and writing files.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "compiler/driver/compile.h"
+
+namespace mlp::testing {
+
+// Compiles `text` as if it were the file `path` (imports resolve from there).
+Compilation CompileText(const std::string& text, const std::string& path = "test.mlp",
+                        const std::vector<ParamOverride>& overrides = {});
+// The diagnostic codes, in order.
+std::vector<std::string> Codes(const Compilation& c);
+std::string Render(const Compilation& c);
+
+std::string ReadFile(const std::string& path);
+void WriteFile(const std::string& path, const std::string& text);
+// Every file under MLP_SOURCE_DIR/dir (recursively) ending in `ext`, relative to MLP_SOURCE_DIR, sorted.
+std::vector<std::string> ListFiles(const std::string& dir, const std::string& ext);
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+// Runs the mlpc binary with `args` (shell-quoted here) in MLP_SOURCE_DIR.
+RunResult RunMlpc(const std::vector<std::string>& args, const std::string& stdin_text = "");
+
+}  // namespace mlp::testing
