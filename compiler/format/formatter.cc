@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <iterator>
 #include <numeric>
 #include <string_view>
 #include <utility>
@@ -60,7 +61,9 @@ const char* StageKeyword(ast::StageKind k) {
   return "data";
 }
 
-std::string Indent(int level) { return std::string(static_cast<size_t>(level) * kIndentWidth, ' '); }
+std::string Indent(int level) {
+  return std::string(static_cast<size_t>(level) * kIndentWidth, ' ');
+}
 
 bool HasNewline(std::string_view s) { return s.find('\n') != std::string_view::npos; }
 
@@ -77,7 +80,7 @@ std::string TrimComment(std::string_view text) {
   size_t i = 0;
   while (true) {
     size_t nl = text.find('\n', i);
-    std::string_view line = text.substr(i, nl == std::string_view::npos ? std::string_view::npos : nl - i);
+    std::string_view line = text.substr(i, nl == std::string_view::npos ? nl : nl - i);
     while (!line.empty() && (line.back() == ' ' || line.back() == '\t' || line.back() == '\r')) {
       line.remove_suffix(1);
     }
@@ -159,7 +162,9 @@ class Formatter {
       if (d->kind == ast::DeclKind::Import) n.tag = NodeTag::kImport;
       if (d->kind == ast::DeclKind::Param) n.tag = NodeTag::kParam;
       const ast::Decl* decl = d.get();
-      n.render = [this, decl](int ind, size_t col, Scope& sc) { return DeclText(*decl, ind, col, sc); };
+      n.render = [this, decl](int ind, size_t col, Scope& sc) {
+        return DeclText(*decl, ind, col, sc);
+      };
       nodes.push_back(std::move(n));
     }
     std::vector<size_t> all(comments_.size());
@@ -239,8 +244,8 @@ class Formatter {
   // the comments between the body's braces (or in the whole file), placed as
   // leading, trailing, hoisted or closing comments; `end` is where the body
   // closes. Blank lines are kept (at most one) where the source had one.
-  std::string Body(const std::vector<Node>& nodes, const std::vector<size_t>& cs, int ind, uint32_t end,
-                   bool top_level) const {
+  std::string Body(const std::vector<Node>& nodes, const std::vector<size_t>& cs, int ind,
+                   uint32_t end, bool top_level) const {
     struct Elem {
       std::string text;
       bool blank = false;
@@ -361,7 +366,8 @@ class Formatter {
       uint32_t brace_line = Line(span.first - 1);
       uint32_t first_node = nodes.empty() ? span.second : nodes.front().range.begin;
       size_t k = 0;
-      while (k < cs.size() && comments_[cs[k]].first_line == brace_line && comments_[cs[k]].begin < first_node) {
+      while (k < cs.size() && comments_[cs[k]].first_line == brace_line &&
+             comments_[cs[k]].begin < first_node) {
         after_brace += k ? " " : "  ";
         after_brace += comments_[cs[k]].text;
         ++k;
@@ -407,7 +413,8 @@ class Formatter {
     Lines(out, ind, sc, nodes, span);
   }
 
-  void SettingsBlock(const ast::SettingsBlock& b, std::string& out, size_t col, int ind, Scope& sc) const {
+  void SettingsBlock(const ast::SettingsBlock& b, std::string& out, size_t col, int ind,
+                     Scope& sc) const {
     std::vector<Node> nodes;
     for (const auto& entry : b.entries) {
       Node n;
@@ -504,7 +511,9 @@ class Formatter {
           Node n;
           n.range = item.range;
           const ast::EnvItem* it = &item;
-          n.render = [this, it](int ind, size_t col, Scope& sc) { return EnvItemText(*it, ind, col, sc); };
+          n.render = [this, it](int ind, size_t col, Scope& sc) {
+            return EnvItemText(*it, ind, col, sc);
+          };
           nodes.push_back(std::move(n));
         }
         Lines(out, ind, sc, nodes, Interior(OpenBrace(AfterName(d), d.range.end), d.range.end));
@@ -517,7 +526,8 @@ class Formatter {
   // Where to look for a declaration's opening brace: after its name, so that
   // nothing in the header is taken for it.
   static uint32_t AfterName(const ast::Decl& d) {
-    return d.name.range.valid() && d.name.range.end > d.range.begin ? d.name.range.end : d.range.begin;
+    bool named = d.name.range.valid() && d.name.range.end > d.range.begin;
+    return named ? d.name.range.end : d.range.begin;
   }
 
   void ItemLines(const std::vector<ast::Item>& items, const ast::Decl& d, std::string& out, int ind,
@@ -570,7 +580,8 @@ class Formatter {
           };
           nodes.push_back(std::move(n));
         }
-        Braced(out, col, ind, sc, nodes, Interior(OpenBrace(item.range.begin, item.range.end), item.range.end));
+        uint32_t open = OpenBrace(item.range.begin, item.range.end);
+        Braced(out, col, ind, sc, nodes, Interior(open, item.range.end));
         break;
       }
       case ast::EnvItemKind::Action:
@@ -646,7 +657,8 @@ class Formatter {
     }
   }
 
-  void Operand(const ast::Expr& e, int min_prec, std::string& out, size_t col, int ind, Scope& sc) const {
+  void Operand(const ast::Expr& e, int min_prec, std::string& out, size_t col, int ind,
+               Scope& sc) const {
     if (Precedence(e) >= min_prec) {
       Expr(e, out, col, ind, sc);
       return;
@@ -710,7 +722,9 @@ class Formatter {
         return;
       case ast::ExprKind::Unary:
         out += e.un_op == ast::UnOp::Neg ? "-" : "not ";
-        if (auto* x = operand(0)) Operand(*x, e.un_op == ast::UnOp::Neg ? kNeg : kNot, out, col, ind, sc);
+        if (auto* x = operand(0)) {
+          Operand(*x, e.un_op == ast::UnOp::Neg ? kNeg : kNot, out, col, ind, sc);
+        }
         return;
       case ast::ExprKind::Binary: {
         int p = Precedence(e.bin_op);
@@ -737,7 +751,8 @@ class Formatter {
     for (const ast::Expr* x = &e;;) {
       chain.push_back(x);
       const ast::KBlock* eb = x->else_block.get();
-      if (x->else_is_if && eb && eb->stmts.empty() && eb->result && eb->result->kind == ast::ExprKind::If) {
+      if (x->else_is_if && eb && eb->stmts.empty() && eb->result &&
+          eb->result->kind == ast::ExprKind::If) {
         x = eb->result.get();
         continue;
       }
@@ -802,6 +817,8 @@ class Formatter {
 
 }  // namespace
 
-std::string Format(const SourceManager& sm, const ast::File& file) { return Formatter(sm, file).Run(); }
+std::string Format(const SourceManager& sm, const ast::File& file) {
+  return Formatter(sm, file).Run();
+}
 
 }  // namespace mlp

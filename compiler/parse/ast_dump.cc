@@ -97,12 +97,13 @@ class Dumper {
     }
     LineCol b = sm_.Position(r.file, r.begin);
     LineCol e = sm_.Position(r.file, r.end);
-    j[key] = std::to_string(b.line) + ":" + std::to_string(b.col) + "-" + std::to_string(e.line) + ":" +
-             std::to_string(e.col);
+    j[key] = std::to_string(b.line) + ":" + std::to_string(b.col) + "-" +
+             std::to_string(e.line) + ":" + std::to_string(e.col);
   }
 
   std::string Source(const Range& r) const {
-    if (!r.valid() || r.file >= sm_.size() || r.end < r.begin || r.end > sm_.Text(r.file).size()) return "";
+    if (!r.valid() || r.file >= sm_.size() || r.end < r.begin) return "";
+    if (r.end > sm_.Text(r.file).size()) return "";
     return std::string(sm_.Slice(r));
   }
 
@@ -264,7 +265,9 @@ class Dumper {
     Json j = Json::object();
     j["kind"] = ExprKindName(e->kind);
     At(j, "range", e->range);
-    auto operand = [e, this](size_t i) { return Expr(i < e->operands.size() ? e->operands[i].get() : nullptr); };
+    auto operand = [e, this](size_t i) {
+      return Expr(i < e->operands.size() ? e->operands[i].get() : nullptr);
+    };
     switch (e->kind) {
       case ast::ExprKind::Int:
         j["value"] = e->int_value;
@@ -358,7 +361,8 @@ class Dumper {
 
 std::string DumpAst(const SourceManager& sm, const ast::File& file, bool with_ranges) {
   // `replace`: string literals are source bytes, which need not be UTF-8.
-  return Dumper(sm, with_ranges).File(file).dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+  Json j = Dumper(sm, with_ranges).File(file);
+  return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace mlp

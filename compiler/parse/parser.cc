@@ -2,6 +2,8 @@
 // throw and never crash on bad input, plus the parse-tree -> AST builder.
 #include "compiler/parse/parser.h"
 
+#include "compiler/parse/fast_parser.h"
+
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -428,6 +430,21 @@ class Builder {
   ast::ExprPtr Expr(MlpParser::ExprContext* ctx) {
     if (!ctx) return Missing(Range{file_, 0, 0});
     Range r = R(ctx);
+    // A long operator chain nests as deeply as brackets do.
+    struct DepthGuard {
+      int& d;
+      explicit DepthGuard(int& x) : d(++x) {}
+      ~DepthGuard() { --d; }
+    } guard(depth_);
+    if (depth_ > kMaxParseNesting) {
+      if (!too_deep_reported_) {
+        diags_.Report(DiagKind::SyntaxError, r,
+                      "expression nests deeper than " + std::to_string(kMaxParseNesting) +
+                          " levels; split it with `let` or params");
+        too_deep_reported_ = true;
+      }
+      return Missing(r);
+    }
     if (auto* p = dynamic_cast<MlpParser::PrimaryExprContext*>(ctx)) return Primary(p->primary(), r);
     if (auto* f = dynamic_cast<MlpParser::FieldExprContext*>(ctx)) {
       auto e = std::make_unique<ast::Expr>(ast::ExprKind::Field, r);
@@ -685,6 +702,8 @@ class Builder {
   FileId file_;
   const OffsetMap& offsets_;
   Diagnostics& diags_;
+  int depth_ = 0;
+  bool too_deep_reported_ = false;
 };
 
 struct Lexed {
@@ -709,6 +728,14 @@ std::unique_ptr<Lexed> Lex(std::string_view source, size_t* first_bad) {
 }  // namespace
 
 std::unique_ptr<ast::File> Parse(const SourceManager& sm, FileId file, Diagnostics& diags) {
+  std::string copy(sm.Text(file));
+  if (SanitizeUtf8(copy) == std::string::npos) {
+    if (auto fast = FastParse(sm, file)) return fast;
+  }
+  return ParseWithAntlr(sm, file, diags);
+}
+
+std::unique_ptr<ast::File> ParseWithAntlr(const SourceManager& sm, FileId file, Diagnostics& diags) {
   size_t first_bad = 0;
   auto lexed = Lex(sm.Text(file), &first_bad);
   if (first_bad != std::string::npos) {
@@ -717,6 +744,30 @@ std::unique_ptr<ast::File> Parse(const SourceManager& sm, FileId file, Diagnosti
                  "file is not valid UTF-8 at byte " + std::to_string(first_bad));
   }
   OffsetMap offsets(lexed->text);
+  // The ANTLR parser recurses once or more per bracket and prefix operator:
+  // refuse input that would exhaust the stack before it starts.
+  {
+    int depth = 0, prefix_run = 0;
+    for (auto* t : lexed->tokens->getTokens()) {
+      if (t->getChannel() != antlr4::Token::DEFAULT_CHANNEL) continue;
+      size_t type = t->getType();
+      bool open = type == MlpParser::LPAREN || type == MlpParser::LPAREN_NL || type == MlpParser::LBRACK ||
+                  type == MlpParser::LBRACK_NL || type == MlpParser::LBRACE;
+      bool close = type == MlpParser::RPAREN || type == MlpParser::RBRACK || type == MlpParser::RBRACE;
+      bool prefix = type == MlpParser::MINUS || type == MlpParser::MINUS_NL || type == MlpParser::NOT;
+      depth += open ? 1 : close ? -1 : 0;
+      prefix_run = prefix ? prefix_run + 1 : 0;
+      if (depth > kMaxParseNesting || prefix_run > kMaxParseNesting) {
+        uint32_t b = offsets.Byte(t->getStartIndex());
+        diags.Report(DiagKind::SyntaxError, Range{file, b, offsets.Byte(t->getStopIndex() + 1)},
+                     "brackets or operators nest deeper than " + std::to_string(kMaxParseNesting) +
+                         " levels here; split the expression");
+        auto out = std::make_unique<ast::File>();
+        out->file = file;
+        return out;
+      }
+    }
+  }
   MlpParser parser(lexed->tokens.get());
   parser.removeErrorListeners();
 

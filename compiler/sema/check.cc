@@ -39,7 +39,7 @@ std::unique_ptr<CheckedPipeline> Checker::Run() {
   for (const auto& d : program_.modules[0].ast->decls) {
     if (d->kind != ast::DeclKind::Stage) continue;
     const auto& sd = static_cast<const ast::StageDecl&>(*d);
-    if (stages_by_name_[sd.name.name] != &sd) continue;  // a duplicate, already reported
+    if (stages_by_name_.find(sd.name.name)->second != &sd) continue;  // a duplicate, already reported
     CheckedStage st;
     CheckStage(sd, st);
     out_->stages.push_back(std::move(st));
@@ -146,7 +146,7 @@ void Checker::BuildScopes() {
 
 const Symbol* Checker::Lookup(size_t module, std::string_view name) const {
   const auto& names = scopes_[module].names;
-  auto it = names.find(std::string(name));
+  auto it = names.find(name);
   return it == names.end() ? nullptr : &it->second;
 }
 
@@ -331,7 +331,7 @@ const Value& Checker::ParamValue(const Symbol& sym) {
       const Symbol* s = Lookup(0, name);
       if (s && s->decl == decl) ov = &o;
     } else {
-      auto a = scopes_[0].aliases.find(std::string(name.substr(0, dot)));
+      auto a = scopes_[0].aliases.find(name.substr(0, dot));
       if (a != scopes_[0].aliases.end()) {
         const Symbol* s = Lookup(a->second, name.substr(dot + 1));
         if (s && s->decl == decl) ov = &o;
@@ -367,7 +367,7 @@ void Checker::CheckParams() {
     size_t dot = name.find('.');
     if (dot == std::string_view::npos) {
       s = Lookup(0, name);
-    } else if (auto a = scopes_[0].aliases.find(std::string(name.substr(0, dot))); a != scopes_[0].aliases.end()) {
+    } else if (auto a = scopes_[0].aliases.find(name.substr(0, dot)); a != scopes_[0].aliases.end()) {
       s = Lookup(a->second, name.substr(dot + 1));
     }
     if (!s || s->kind != SymKind::Param) {

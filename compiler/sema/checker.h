@@ -23,9 +23,17 @@ struct Symbol {
   size_t module;
 };
 
+// Hash maps keyed by string that can be searched with a string_view.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+template <typename V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+
 struct Scope {
-  std::unordered_map<std::string, Symbol> names;
-  std::unordered_map<std::string, size_t> aliases;  // alias -> module
+  StringMap<Symbol> names;
+  StringMap<size_t> aliases;  // alias -> module
 };
 
 // Scalar types of kernel code. Lit* are literals not yet given a type.
@@ -53,8 +61,11 @@ class Checker {
   struct EvalCtx {
     size_t module = 0;
     CheckedStage* stage = nullptr;  // records dependencies
-    std::string what;               // "field `epochs` of train stage `classifier`"
+    std::string_view field;         // the stage field being evaluated, if any
+    std::string what;               // otherwise: "param `epochs`", "cluster `c`", ...
   };
+  // What is being evaluated, for messages: "field `epochs` of train stage `classifier`".
+  std::string What(const EvalCtx& ctx) const;
   Value Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx);
   Value Coerce(Value v, schema::Type want, const schema::Param* param, const ast::Expr& src,
                const EvalCtx& ctx);
@@ -71,7 +82,7 @@ class Checker {
   void CollectStageOutputs();
   void CheckStage(const ast::StageDecl& decl, CheckedStage& out);
   Value CheckBlock(const ast::Item& item, const schema::Field& field, EvalCtx& ctx);
-  void CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx& ctx);
+  Value CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx& ctx);
   void CheckStageSemantics(CheckedStage& out, EvalCtx& ctx);
   ResourceAmounts ResourcesOf(const ast::SettingsBlock& block, ResourceAmounts base, EvalCtx& ctx);
   void ComputeRoles(CheckedStage& st);
@@ -99,19 +110,17 @@ class Checker {
   std::map<const ast::Decl*, Value> param_values_;
   std::set<const ast::Decl*> params_in_progress_;
   std::set<const ast::Decl*> used_;  // params, stages, kernels, envs referenced anywhere
-  std::map<std::string, std::vector<std::string>> stage_outputs_;  // main-module stages
-  std::map<std::string, const ast::StageDecl*> stages_by_name_;
+  StringMap<std::vector<std::string>> stage_outputs_;  // main-module stages
+  StringMap<const ast::StageDecl*> stages_by_name_;
     std::map<std::string, ResourceAmounts> profiles_;
   bool has_default_profile_ = false;
-  std::map<std::string, std::vector<std::string>> kernel_closure_;  // kernel -> itself + callees
+  StringMap<std::vector<std::string>> kernel_closure_;  // kernel -> itself + callees
   // Kernel signatures, for calls between kernels and map/filter checks.
   struct KernelSig {
     std::vector<KType> params;
     KType ret = KType::Error;
   };
   std::map<std::string, KernelSig> kernel_sigs_;
-  // Where each stage references another, for cycle notes.
-  std::map<std::pair<std::string, std::string>, Range> dep_ranges_;
 };
 
 }  // namespace mlp

@@ -21,6 +21,14 @@ std::string Checker::Src(const ast::Expr& e) const {
   return s;
 }
 
+std::string Checker::What(const EvalCtx& ctx) const {
+  if (ctx.stage && !ctx.field.empty()) {
+    const auto& d = *ctx.stage->decl;
+    return "field `" + std::string(ctx.field) + "` of " + ast::Spelling(d.stage_kind) + " stage `" + d.name.name + "`";
+  }
+  return ctx.what;
+}
+
 std::string Checker::StageOutputsList(const std::string& stage) const {
   auto it = stage_outputs_.find(stage);
   if (it == stage_outputs_.end()) return "";
@@ -107,7 +115,7 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
         if (s && s->kind == SymKind::Stage) {
           Value v = EvalName(base, base.text, base.range, ctx.module, {Kind::Any, Kind::Any}, ctx);
           if (v.is_error()) return v;
-          const auto& outs = stage_outputs_[base.text];
+          const auto& outs = stage_outputs_.find(base.text)->second;
           if (std::find(outs.begin(), outs.end(), e.text) == outs.end()) {
             const auto* sd = static_cast<const ast::StageDecl*>(s->decl);
             diags_.Report(DiagKind::UnknownOutput, e.name_range,
@@ -302,11 +310,9 @@ Value Checker::EvalName(const ast::Expr& e, std::string_view name, Range range, 
         v.kind = sd->stage_kind == ast::StageKind::Train && hint.kind == Kind::TrainStage
                      ? Kind::TrainStage
                      : Kind::Any;  // resolved to the default output by Coerce
-        if (ctx.stage) {
-          if (std::find(ctx.stage->deps.begin(), ctx.stage->deps.end(), v.s) == ctx.stage->deps.end()) {
-            ctx.stage->deps.push_back(v.s);
-          }
-          dep_ranges_.emplace(std::make_pair(ctx.stage->decl->name.name, v.s), range);
+        if (ctx.stage && std::find(ctx.stage->deps.begin(), ctx.stage->deps.end(), v.s) == ctx.stage->deps.end()) {
+          ctx.stage->deps.push_back(v.s);
+          ctx.stage->dep_ranges.push_back(range);
         }
         return v;
       }
@@ -398,7 +404,7 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
   if (v.is_error() || want.kind == Kind::Any) return v;
   Range r = v.range.valid() ? v.range : src.range;
   auto mismatch = [&](const std::string& expected) {
-    std::string what = param ? "`" + std::string(param->name) + "`" : ctx.what;
+    std::string what = param ? "`" + std::string(param->name) + "`" : What(ctx);
     std::string got = DescribeType(v);
     if (v.tag == Value::Tag::Ref && v.field.empty()) {
       const auto* sd = stages_by_name_.count(v.s) ? stages_by_name_.at(v.s) : nullptr;

@@ -8,61 +8,82 @@
 
 namespace mlp {
 
+// Stages as indices, their deps as index lists (deps on unknown stages dropped).
+static std::vector<std::vector<size_t>> DepGraph(const std::vector<CheckedStage>& stages) {
+  StringMap<size_t> index;
+  for (size_t k = 0; k < stages.size(); ++k) index.emplace(stages[k].decl->name.name, k);
+  std::vector<std::vector<size_t>> deps(stages.size());
+  for (size_t k = 0; k < stages.size(); ++k) {
+    for (const auto& d : stages[k].deps) {
+      if (auto it = index.find(d); it != index.end()) deps[k].push_back(it->second);
+    }
+  }
+  return deps;
+}
+
 void Checker::CheckCycles() {
-  std::map<std::string, const CheckedStage*> by_name;
-  for (const auto& st : out_->stages) by_name[st.decl->name.name] = &st;
-  std::map<std::string, int> state;
-  std::vector<std::string> stack;
-  std::set<std::string> reported;
-  std::function<void(const std::string&)> dfs = [&](const std::string& s) {
-    state[s] = 1;
-    stack.push_back(s);
-    for (const auto& d : by_name[s]->deps) {
-      if (!by_name.count(d)) continue;
-      if (state[d] == 1) {
-        auto from = std::find(stack.begin(), stack.end(), d);
-        std::vector<std::string> cycle(from, stack.end());
-        std::string key;
-        auto sorted = cycle;
-        std::sort(sorted.begin(), sorted.end());
-        for (const auto& c : sorted) key += c + ",";
-        if (!reported.insert(key).second) continue;
-        std::string path;
-        for (const auto& c : cycle) path += "`" + c + "` -> ";
-        path += "`" + d + "`";
-        const auto* first = by_name[d]->decl;
-        diags_.Report(DiagKind::DependencyCycle, first->name.range,
-                      "stages depend on each other in a cycle: " + path + "; a pipeline must be a DAG");
-        for (size_t k = 0; k < cycle.size(); ++k) {
-          const std::string& to = k + 1 < cycle.size() ? cycle[k + 1] : d;
-          auto it = dep_ranges_.find({cycle[k], to});
-          if (it != dep_ranges_.end()) diags_.AddNote(it->second, "`" + cycle[k] + "` reads `" + to + "` here");
-        }
+  const auto& stages = out_->stages;
+  auto deps = DepGraph(stages);
+  std::vector<int> state(stages.size(), 0);
+  std::vector<size_t> stack;
+  std::set<std::vector<size_t>> reported;
+  // Iterative DFS: a long dependency chain must not exhaust the stack.
+  for (size_t root = 0; root < stages.size(); ++root) {
+    if (state[root]) continue;
+    std::vector<std::pair<size_t, size_t>> frames = {{root, 0}};
+    state[root] = 1;
+    stack.assign(1, root);
+    while (!frames.empty()) {
+      auto& [s, next] = frames.back();
+      if (next == deps[s].size()) {
+        state[s] = 2;
+        stack.pop_back();
+        frames.pop_back();
         continue;
       }
-      if (state[d] == 0) dfs(d);
+      size_t d = deps[s][next++];
+      if (state[d] == 0) {
+        state[d] = 1;
+        stack.push_back(d);
+        frames.push_back({d, 0});
+        continue;
+      }
+      if (state[d] != 1) continue;
+      auto from = std::find(stack.begin(), stack.end(), d);
+      std::vector<size_t> cycle(from, stack.end());
+      auto key = cycle;
+      std::sort(key.begin(), key.end());
+      if (!reported.insert(key).second) continue;
+      auto name = [&](size_t k) { return "`" + stages[k].decl->name.name + "`"; };
+      std::string path;
+      for (size_t c : cycle) path += name(c) + " -> ";
+      path += name(d);
+      diags_.Report(DiagKind::DependencyCycle, stages[d].decl->name.range,
+                    "stages depend on each other in a cycle: " + path + "; a pipeline must be a DAG");
+      for (size_t k = 0; k < cycle.size(); ++k) {
+        const CheckedStage& from_stage = stages[cycle[k]];
+        size_t to = k + 1 < cycle.size() ? cycle[k + 1] : d;
+        const std::string& to_name = stages[to].decl->name.name;
+        for (size_t j = 0; j < from_stage.deps.size(); ++j) {
+          if (from_stage.deps[j] == to_name) {
+            diags_.AddNote(from_stage.dep_ranges[j], name(cycle[k]) + " reads " + name(to) + " here");
+          }
+        }
+      }
     }
-    stack.pop_back();
-    state[s] = 2;
-  };
-  for (const auto& st : out_->stages) {
-    if (state[st.decl->name.name] == 0) dfs(st.decl->name.name);
   }
 }
 
 // Kahn's algorithm; ties keep source order so that plans are stable.
 void Checker::SortStages() {
   auto& stages = out_->stages;
-  std::map<std::string, size_t> index;
-  for (size_t k = 0; k < stages.size(); ++k) index[stages[k].decl->name.name] = k;
+  auto deps = DepGraph(stages);
   std::vector<size_t> indegree(stages.size(), 0);
   std::vector<std::vector<size_t>> users(stages.size());
   for (size_t k = 0; k < stages.size(); ++k) {
-    for (const auto& d : stages[k].deps) {
-      auto it = index.find(d);
-      if (it == index.end()) continue;
+    for (size_t d : deps[k]) {
       ++indegree[k];
-      users[it->second].push_back(k);
+      users[d].push_back(k);
     }
   }
   std::set<size_t> ready;
@@ -70,6 +91,7 @@ void Checker::SortStages() {
     if (indegree[k] == 0) ready.insert(k);
   }
   std::vector<size_t> order;
+  order.reserve(stages.size());
   while (!ready.empty()) {
     size_t k = *ready.begin();
     ready.erase(ready.begin());

@@ -56,6 +56,7 @@ struct CheckedStage {
   schema::StageKind kind = schema::StageKind::Data;
   std::vector<std::pair<std::string, Value>> fields;  // schema order; defaults filled in
   std::vector<std::string> deps;                      // stages it reads, in first-use order
+  std::vector<Range> dep_ranges;                      // where each dep is first read
   std::vector<std::pair<std::string, Value>> inputs;  // field -> Ref
   std::vector<schema::Output> outputs;
   std::vector<std::string> split_names;               // data stages: owns the names in outputs

@@ -156,8 +156,18 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
   ctx.stage = &out;
   std::vector<std::string> field_names;
   for (const auto& f : schema.fields) field_names.emplace_back(f.param.name);
-  std::map<std::string, Range> seen;
-  std::map<std::string, Value> values;
+  // Per schema field: where it was set and its value.
+  const size_t nfields = schema.fields.size();
+  std::vector<Range> seen(nfields);
+  std::vector<Value> values(nfields);
+  std::vector<bool> has(nfields, false);
+  auto index_of = [&](std::string_view name) -> size_t {
+    for (size_t k = 0; k < nfields; ++k) {
+      if (schema.fields[k].param.name == name) return k;
+    }
+    return nfields;
+  };
+  Range stop_seen;
   ResourceAmounts res;
   res.cpu_milli = 1000;
   if (has_default_profile_) res = profiles_["default"];
@@ -169,31 +179,36 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
         diags_.Report(DiagKind::UnknownField, item.range, "`stop when` is only allowed in rl stages");
         continue;
       }
-      if (auto [it, inserted] = seen.emplace("stop", item.range); !inserted) {
+      if (stop_seen.valid()) {
         diags_.Report(DiagKind::DuplicateField, item.range, "`stop when` is given twice");
-        diags_.AddNote(it->second, "first given here");
+        diags_.AddNote(stop_seen, "first given here");
         continue;
       }
-      ctx.what = "`stop when`";
+      stop_seen = item.range;
+      ctx.field = "stop when";
       std::vector<std::string> metrics;
-      values["stop"] = EvalPredicate(*item.value, ctx, metrics);
+      size_t k = index_of("stop");
+      values[k] = EvalPredicate(*item.value, ctx, metrics);
+      has[k] = true;
       continue;
     }
-    std::string key = item.path.str();
-    const schema::Field* field = item.path.parts.size() == 1 ? FindField(schema, key) : nullptr;
-    if (!field) {
+    const std::string& key = item.path.parts.size() == 1 ? item.path.parts[0].name : item.path.str();
+    size_t index = item.path.parts.size() == 1 ? index_of(key) : nfields;
+    const schema::Field* field = index < nfields ? &schema.fields[index] : nullptr;
+    if (!field || key == "stop") {
       std::string hint = item.path.parts.size() > 1 ? "; dotted names are only allowed in `search` blocks"
                                                     : DidYouMean(key, field_names);
       diags_.Report(DiagKind::UnknownField, item.path.range,
                     "unknown field `" + key + "` in " + StageWhat(decl) + hint);
       continue;
     }
-    if (auto [it, inserted] = seen.emplace(key, item.path.range); !inserted) {
+    if (seen[index].valid()) {
       diags_.Report(DiagKind::DuplicateField, item.path.range, "field `" + key + "` is set twice in " + StageWhat(decl));
-      diags_.AddNote(it->second, "first set here");
+      diags_.AddNote(seen[index], "first set here");
       continue;
     }
-    ctx.what = "field `" + key + "` of " + StageWhat(decl);
+    seen[index] = item.path.range;
+    ctx.field = field->param.name;
     if (key == "resources") {
       resources_item = &item;
       if (item.kind == ast::ItemKind::Block) {
@@ -215,27 +230,28 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
       continue;
     }
     if (key == "search") {
-      CheckTuneSearch(item, out, ctx);
+      values[index] = CheckTuneSearch(item, out, ctx);
+      has[index] = true;
       continue;
     }
     Value v = field->block ? CheckBlock(item, *field, ctx) : EvalAs(*item.value, field->param, ctx);
     if (!v.is_error() && v.tag == Value::Tag::Ref) out.inputs.emplace_back(key, v);
-    if (!v.is_error() && v.tag == Value::Tag::Call && v.s == "load") {
-      // A model from a file: nothing to wait for.
-    }
-    values[key] = std::move(v);
+    values[index] = std::move(v);
+    has[index] = true;
   }
   (void)resources_item;
 
   // Required fields, then defaults, in schema order.
-  for (const auto& f : schema.fields) {
-    std::string name(f.param.name);
+  out.fields.reserve(nfields);
+  for (size_t index = 0; index < nfields; ++index) {
+    const schema::Field& f = schema.fields[index];
+    std::string_view name = f.param.name;
     if (name == "resources") continue;
-    auto it = values.find(name);
-    if (it == values.end() && !seen.count(name)) {
+    if (!has[index] && !seen[index].valid() && !(name == "stop" && stop_seen.valid())) {
       if (f.param.required) {
         diags_.Report(DiagKind::MissingField, decl.name.range,
-                      StageWhat(decl) + " is missing required field `" + name + "` (" + std::string(f.param.doc) + ")");
+                      StageWhat(decl) + " is missing required field `" + std::string(name) + "` (" +
+                          std::string(f.param.doc) + ")");
         continue;
       }
       Value d;
@@ -280,12 +296,17 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
           if (k == "seed" && !sv.is_error()) d = sv;
         }
       }
-      values[name] = d;
+      values[index] = std::move(d);
+      has[index] = true;
     }
-    if (values.count(name)) out.fields.emplace_back(name, values[name]);
+    if (has[index]) out.fields.emplace_back(std::string(name), std::move(values[index]));
   }
   out.resources = res;
-  if (const Value* pl = values.count("placement") ? &values["placement"] : nullptr) {
+  const Value* pl = nullptr;
+  for (const auto& [k, v] : out.fields) {
+    if (k == "placement") pl = &v;
+  }
+  if (pl) {
     if (const Value* s = pl->Find("strategy")) out.placement_strategy = s->s;
     if (const Value* l = pl->Find("labels")) {
       for (const auto& [k, lv] : l->entries) {
@@ -302,7 +323,7 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
   CheckStageSemantics(out, ctx);
 }
 
-void Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx& ctx) {
+Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx& ctx) {
   // The trial is resolved first so that keys can be checked against it.
   const ast::StageDecl& decl = *out.decl;
   const ast::Expr* trial_expr = nullptr;
@@ -442,7 +463,8 @@ void Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx&
     }
     space.entries.emplace_back(key, std::move(dist));
   }
-  out.fields.emplace_back("search", std::move(space));
+  (void)out;
+  return space;
 }
 
 void Checker::CheckStageSemantics(CheckedStage& out, EvalCtx& ctx) {
