@@ -782,9 +782,21 @@ class Parser {
 
 std::unique_ptr<ast::File> FastParse(const SourceManager& sm, FileId file) {
   std::string_view text = sm.Text(file);
-  for (unsigned char c : text) {
-    // NUL and other control bytes are ERROR_CHARs: the ANTLR path reports them.
-    if (c < 0x20 && c != '\n' && c != '\r' && c != '\t') return nullptr;
+  // Control bytes are ERROR_CHARs and malformed UTF-8 is reported: both are
+  // left to the ANTLR path.
+  for (size_t i = 0; i < text.size();) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      if (c < 0x20 && c != '\n' && c != '\r' && c != '\t') return nullptr;
+      ++i;
+      continue;
+    }
+    size_t len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (len == 0 || (len == 2 && c < 0xc2) || i + len > text.size()) return nullptr;
+    for (size_t k = 1; k < len; ++k) {
+      if ((static_cast<unsigned char>(text[i + k]) >> 6) != 2) return nullptr;
+    }
+    i += len;
   }
   auto out = std::make_unique<ast::File>();
   out->file = file;

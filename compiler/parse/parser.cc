@@ -44,7 +44,7 @@ size_t SanitizeUtf8(std::string& s) {
 // ANTLR indexes characters by code point; diagnostics use byte offsets.
 class OffsetMap {
  public:
-  explicit OffsetMap(const std::string& s) {
+  explicit OffsetMap(const std::string& s) : size_(static_cast<uint32_t>(s.size())) {
     bool ascii = true;
     for (unsigned char c : s) ascii &= c < 0x80;
     if (ascii) return;
@@ -53,12 +53,15 @@ class OffsetMap {
     }
     map_.push_back(static_cast<uint32_t>(s.size()));
   }
+  // Tokens conjured by error recovery have no position (index -1): they map
+  // to the end of the file, like every index past it.
   uint32_t Byte(size_t cp) const {
-    if (map_.empty()) return static_cast<uint32_t>(cp);
+    if (map_.empty()) return cp < size_ ? static_cast<uint32_t>(cp) : size_;
     return cp < map_.size() ? map_[cp] : map_.back();
   }
 
  private:
+  uint32_t size_;
   std::vector<uint32_t> map_;
 };
 
@@ -728,10 +731,7 @@ std::unique_ptr<Lexed> Lex(std::string_view source, size_t* first_bad) {
 }  // namespace
 
 std::unique_ptr<ast::File> Parse(const SourceManager& sm, FileId file, Diagnostics& diags) {
-  std::string copy(sm.Text(file));
-  if (SanitizeUtf8(copy) == std::string::npos) {
-    if (auto fast = FastParse(sm, file)) return fast;
-  }
+  if (auto fast = FastParse(sm, file)) return fast;
   return ParseWithAntlr(sm, file, diags);
 }
 
