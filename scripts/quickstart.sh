@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds mlpc, then checks pipelines/quickstart.mlp, compiles it to its plan
+# and draws its DAG. (Running it on the embedded cluster arrives with the runtime.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build.sh >/dev/null
+MLPC=${BUILD_DIR:-build}/tools/mlpc/mlpc
+echo "== mlpc check pipelines/quickstart.mlp"
+$MLPC check pipelines/quickstart.mlp && echo "ok: no errors, no warnings"
+echo "== mlpc compile pipelines/quickstart.mlp -o build/quickstart.plan.json"
+$MLPC compile pipelines/quickstart.mlp -o "${BUILD_DIR:-build}/quickstart.plan.json"
+echo "wrote ${BUILD_DIR:-build}/quickstart.plan.json"
+echo "== mlpc graph pipelines/quickstart.mlp"
+$MLPC graph pipelines/quickstart.mlp

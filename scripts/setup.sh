@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package mlpc needs to build, test and benchmark.
+# Idempotent; run as root (or with sudo available).
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build ccache pkg-config git
+  # parser generator: the antlr4 tool (Java) and the C++ runtime
+  antlr4 default-jre-headless libantlr4-runtime-dev
+  # plan and RPC contracts
+  protobuf-compiler libprotobuf-dev
+  # libraries: JSON (nlohmann), CLI parsing (CLI11), SHA-256 content hashes (OpenSSL)
+  nlohmann-json3-dev libcli11-dev libssl-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev python3 snakemake
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO=sudo; else
+    echo "setup.sh: run as root (apt-get needs it)" >&2; exit 2
+  fi
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup.sh: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+echo "setup.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
