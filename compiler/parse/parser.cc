@@ -130,26 +130,23 @@ class SyntaxErrorListener : public antlr4::BaseErrorListener {
     if (!reported_.insert(r.begin).second) return;
     if (++count_ > kMaxErrors) return;
     std::string text = tok->getText();
-    switch (tok->getType()) {
-      case MlpParser::ERROR_CHAR:
-        diags_.Report(DiagKind::InvalidCharacter, r, "invalid character " + Quote(text) + " in source");
-        return;
-      case MlpParser::UNTERMINATED_STRING:
-        diags_.Report(DiagKind::UnterminatedString, r,
-                      "unterminated string literal; add a closing `\"` on the same line");
-        return;
-      default: break;
-    }
+    // Lexical errors are reported from the token stream (see ReportLexicalErrors).
+    if (tok->getType() == MlpParser::ERROR_CHAR || tok->getType() == MlpParser::UNTERMINATED_STRING) return;
     auto* parser = dynamic_cast<antlr4::Parser*>(recognizer);
     std::string what = tok->getType() == antlr4::Token::EOF ? "end of file"
                                                             : Quote(text);
     std::string m = "unexpected " + what;
     if (parser) {
       std::set<std::string> expected;
-      bool any_ident = false;
+      bool any_ident = false, any_literal = false;
       for (size_t t : parser->getExpectedTokens().toList()) {
         if (t == MlpParser::ID) any_ident = true;
+        if (t == MlpParser::INT || t == MlpParser::STRING) any_literal = true;
         expected.insert(TokenDisplay(parser->getVocabulary(), t));
+      }
+      if (any_ident && any_literal) {  // every token that can start an expression
+        diags_.Report(DiagKind::SyntaxError, r, m + "; expected an expression");
+        return;
       }
       if (any_ident) {  // keywords usable as names would flood the list
         std::erase_if(expected, [](const std::string& s) {
@@ -766,6 +763,14 @@ std::unique_ptr<ast::File> ParseWithAntlr(const SourceManager& sm, FileId file, 
         out->file = file;
         return out;
       }
+    }
+  }
+  for (auto* t : lexed->tokens->getTokens()) {
+    Range r{file, offsets.Byte(t->getStartIndex()), offsets.Byte(t->getStopIndex() + 1)};
+    if (t->getType() == MlpParser::ERROR_CHAR) {
+      diags.Report(DiagKind::InvalidCharacter, r, "invalid character " + Quote(t->getText()) + " in source");
+    } else if (t->getType() == MlpParser::UNTERMINATED_STRING) {
+      diags.Report(DiagKind::UnterminatedString, r, "unterminated string literal; add a closing `\"` on the same line");
     }
   }
   MlpParser parser(lexed->tokens.get());

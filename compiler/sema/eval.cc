@@ -419,8 +419,8 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
     diags_.Report(DiagKind::TypeMismatch, r,
                   "type mismatch: " + what + " expects " + expected + ", but `" + Src(src) + "` is " + article + got);
     if (v.tag == Value::Tag::Ref && v.field.empty() && stage_outputs_.count(v.s)) {
-      diags_.AddNote(Range{}, "stage `" + v.s + "` produces " + StageOutputsList(v.s) + "; select one with `" + v.s +
-                                  ".<output>`");
+      diags_.AddNote(stages_by_name_.find(v.s)->second->name.range,
+                     "stage `" + v.s + "` produces " + StageOutputsList(v.s) + "; select one with `" + v.s + ".<output>`");
     }
     return Value::Error();
   };

@@ -21,6 +21,15 @@ std::optional<KType> ScalarType(std::string_view name) {
 
 bool IsFloat(KType t) { return t == KType::F32 || t == KType::F64 || t == KType::LitFloat; }
 bool IsNumeric(KType t) { return t != KType::Bool && t != KType::Error; }
+// A value of type `from` can be stored where `to` is expected.
+bool Assignable(KType from, KType to) {
+  return from == to || from == KType::Error || to == KType::Error || (from == KType::LitInt && IsNumeric(to)) ||
+         (from == KType::LitFloat && (to == KType::F32 || to == KType::F64));
+}
+std::string ConvertHint(KType to) {
+  if (to == KType::Bool) return "";
+  return "; convert it with `" + std::string(KTypeName(to)) + "(...)`";
+}
 
 // Types one kernel or env step body.
 class KernelTyper {
@@ -212,11 +221,10 @@ class KernelTyper {
     const auto& sig = c_.kernel_sigs_[callee];
     if (!arity(sig.params.size())) return KType::Error;
     for (size_t k = 0; k < args.size(); ++k) {
-      KType t = Unify(args[k], sig.params[k], e.args[k].value->range, "argument " + std::to_string(k + 1) + " of `" + e.text + "`");
-      if (t != KType::Error && t != sig.params[k]) {
+      if (!Assignable(args[k], sig.params[k])) {
         Error(e.args[k].value->range, "argument " + std::to_string(k + 1) + " of `" + e.text + "` must be `" +
                                           std::string(KTypeName(sig.params[k])) + "`, but it is `" +
-                                          std::string(KTypeName(args[k])) + "`");
+                                          std::string(KTypeName(args[k])) + "`" + ConvertHint(sig.params[k]));
       }
     }
     return sig.ret;
@@ -246,10 +254,10 @@ class KernelTyper {
                              "unknown kernel type `" + st.type->str() + "` (kernel types: f32, f64, i32, i64, bool)");
             t = KType::Error;
           } else {
-            KType u = Unify(t, *declared, st.value->range, "`let " + st.name.name + "`");
-            if (u != KType::Error && u != *declared) {
+            if (!Assignable(t, *declared)) {
               Error(st.value->range, "`" + st.name.name + "` is declared `" + std::string(KTypeName(*declared)) +
-                                         "`, but its value is `" + std::string(KTypeName(t)) + "`");
+                                         "`, but its value is `" + std::string(KTypeName(t)) + "`" +
+                                         ConvertHint(*declared));
             }
             t = *declared;
           }
@@ -268,10 +276,10 @@ class KernelTyper {
                                        : "assignment is only allowed to env state fields in a `step` function; use `let`");
           return;
         }
-        KType u = Unify(t, it->second, st.value->range, "the assignment to `" + st.name.name + "`");
-        if (u != KType::Error && u != it->second) {
+        if (!Assignable(t, it->second)) {
           Error(st.value->range, "state field `" + st.name.name + "` is `" + std::string(KTypeName(it->second)) +
-                                     "`, but the value is `" + std::string(KTypeName(t)) + "`");
+                                     "`, but the value is `" + std::string(KTypeName(t)) + "`" +
+                                     ConvertHint(it->second));
         }
         return;
       }
@@ -349,13 +357,10 @@ void Checker::CheckKernels() {
     if (!kd->body.result) {
       typer.Error(kd->body.range.valid() ? kd->body.range : kd->name.range,
                   "kernel `" + kd->name.name + "` has no result expression; end its body with the value it returns");
-    } else if (t != KType::Error && sig.ret != KType::Error) {
-      KType u = typer.Unify(t, sig.ret, kd->body.result->range, "the result of `" + kd->name.name + "`");
-      if (u != KType::Error && u != sig.ret) {
-        typer.Error(kd->body.result->range, "kernel `" + kd->name.name + "` returns `" +
-                                                std::string(KTypeName(sig.ret)) + "`, but its result is `" +
-                                                std::string(KTypeName(t)) + "`");
-      }
+    } else if (!Assignable(t, sig.ret)) {
+      typer.Error(kd->body.result->range, "kernel `" + kd->name.name + "` returns `" + std::string(KTypeName(sig.ret)) +
+                                              "`, but its result is `" + std::string(KTypeName(t)) + "`" +
+                                              ConvertHint(sig.ret));
     }
     graph[name] = typer.calls;
     decls[name] = kd;

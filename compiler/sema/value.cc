@@ -1,7 +1,9 @@
 // Describing and printing compile-time values.
 #include "compiler/sema/value.h"
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "compiler/sema/units.h"
 
@@ -32,6 +34,11 @@ std::string DescribeType(const Value& v) {
 
 static std::string FormatFloat(double d) {
   char buf[64];
+  // Whole numbers of ordinary size read best without an exponent: 10.0, not 1e+01.
+  if (std::isfinite(d) && d == std::nearbyint(d) && std::fabs(d) < 1e15) {
+    std::snprintf(buf, sizeof buf, "%.1f", d);
+    return buf;
+  }
   std::snprintf(buf, sizeof buf, "%.17g", d);
   // Shortest text that round-trips.
   for (int prec = 1; prec <= 17; ++prec) {
