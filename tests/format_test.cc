@@ -5,10 +5,9 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <filesystem>
-#include <fstream>
+#include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -16,6 +15,7 @@
 #include "compiler/base/diagnostics.h"
 #include "compiler/parse/ast_dump.h"
 #include "compiler/parse/parser.h"
+#include "tests/test_util.h"
 
 #ifndef MLP_SOURCE_DIR
 #error "tests/CMakeLists.txt defines MLP_SOURCE_DIR, the repository root"
@@ -613,27 +613,46 @@ rl balance {
 )");
 }
 
+TEST(FormatTest, CommentsAfterAnOpeningBraceStayOnItsLine) {
+  ExpectFormat(
+      "kernel k(x: f32) -> f32 {   // why\n"
+      "  if x > 0.0 { // positive\n"
+      "    x } else { 0.0 }\n"
+      "}\n"
+      "resources r { // none yet\n"
+      "}\n",
+      "kernel k(x: f32) -> f32 {  // why\n"
+      "  if x > 0.0 {  // positive\n"
+      "    x\n"
+      "  } else {\n"
+      "    0.0\n"
+      "  }\n"
+      "}\n"
+      "\n"
+      "resources r {  // none yet\n"
+      "}\n");
+}
+
+TEST(AstDumpTest, RangesOnlyWhenAsked) {
+  auto p = ParseText("param p: list[int] = [1, -2]\n");
+  ASSERT_FALSE(p->diags.has_errors()) << Messages(*p);
+  std::string plain = DumpAst(p->sm, *p->file, false);
+  std::string ranged = DumpAst(p->sm, *p->file, true);
+  EXPECT_EQ(plain.find("\"range\""), std::string::npos) << plain;
+  EXPECT_NE(ranged.find("\"range\": \"1:1-1:29\""), std::string::npos) << ranged;
+  EXPECT_NE(plain.find("\"type\": \"list[int]\""), std::string::npos) << plain;
+  EXPECT_NE(plain.find("\"op\": \"-\""), std::string::npos) << plain;
+}
+
 // Every example pipeline and golden input that parses keeps its meaning and
 // comments, and formats to a fixed point.
 TEST(FormatTest, CorpusRoundTrips) {
-  namespace fs = std::filesystem;
-  std::vector<fs::path> files;
-  for (const char* dir : {"pipelines", "tests/golden"}) {
-    fs::path root = fs::path(MLP_SOURCE_DIR) / dir;
-    std::error_code ec;
-    if (!fs::is_directory(root, ec)) continue;
-    for (const auto& entry : fs::recursive_directory_iterator(root, ec)) {
-      if (entry.is_regular_file() && entry.path().extension() == ".mlp") files.push_back(entry.path());
-    }
-  }
-  std::sort(files.begin(), files.end());
+  std::vector<std::string> files = testing::ListFiles("pipelines", ".mlp");
+  for (const auto& f : testing::ListFiles("tests/golden", ".mlp")) files.push_back(f);
   int checked = 0;
-  for (const auto& path : files) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream buf;
-    buf << in.rdbuf();
-    SCOPED_TRACE(path.string());
-    if (CheckRoundTrip(buf.str(), path.string())) ++checked;
+  for (const auto& rel : files) {
+    SCOPED_TRACE(rel);
+    if (CheckRoundTrip(testing::ReadFile(std::string(MLP_SOURCE_DIR) + "/" + rel), rel)) ++checked;
   }
   std::cout << "formatted " << checked << " of " << files.size() << " .mlp files\n";
 }

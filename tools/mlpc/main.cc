@@ -238,6 +238,7 @@ int CmdFmt(const std::vector<std::string>& files, bool check, bool write, const 
 int main(int argc, char** argv) {
   CLI::App app{"mlpc: declare, check, compile and run machine-learning pipelines", "mlpc"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("mlpc ") + MLP_VERSION);
   app.fallthrough(false);
 
   CommonFlags common;
@@ -278,6 +279,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "mlpc: error: %s\nRun `mlpc help` for usage.\n", e.what());
