@@ -1,11 +1,32 @@
 // The canonical formatter: one layout per construct, comments placed by
 // position, and parentheses re-inserted from precedence (the AST keeps none).
+//
+// Long lines. A line-level node (declaration, item, entry, statement, ...)
+// is first printed with every call, list and map on one line. While one of
+// its lines is longer than kMaxColumns, not counting comments, the formatter
+// wraps one call / list / map literal with 2+ items that opens on that line
+// (the first such line, from the top). Of those not inside another one that
+// opens on the same line, it takes the last whose opening delimiter still
+// ends within kMaxColumns, or the first if none does: so `a | f(x, y) |
+// g(z, w)` wraps `g(` when the line up to there fits, else `f(`, leaving the
+// rest on the line of its `)`. A wrapped sequence prints
+// its opening `(`, `[` or `{` where it was, then one item per line, indented
+// one level deeper than the line that opened it and each followed by a
+// comma, then the closing delimiter on its own line at the opening line's
+// indentation; the node is then printed again, and so on until no long line
+// has such a sequence. The choice depends on the AST alone, so formatting
+// again chooses the same. Breaking only after `(`, `[`, `{` and `,`, and
+// before the closing delimiter, is safe: a line that starts with `(`, `[` or
+// `-` begins a new expression, and after a comma that is exactly what an
+// item is.
 #include "compiler/format/formatter.h"
 
 #include <algorithm>
 #include <functional>
 #include <iterator>
 #include <numeric>
+#include <optional>
+#include <set>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -137,6 +158,19 @@ struct Node {
   NodeTag tag = NodeTag::kOther;
 };
 
+// The wrapping state of the node being rendered: which sequences (calls,
+// lists, maps) to print one item per line, and what the last rendering put
+// where, as offsets into the node's text.
+struct WrapState {
+  std::set<const ast::Expr*> wrapped;
+  struct Seq {
+    const ast::Expr* expr;
+    size_t begin, end;  // from the opening delimiter to after the closing one
+  };
+  std::vector<Seq> seqs;        // sequences with 2+ items printed on one line
+  std::vector<size_t> comments;  // where comments placed in wrapped sequences start
+};
+
 class Formatter {
  public:
   Formatter(const SourceManager& sm, const ast::File& file) : sm_(sm), file_(file) {
@@ -249,10 +283,55 @@ class Formatter {
     struct Elem {
       std::string text;
       bool blank = false;
-      bool node = false;
-      size_t align_key = 0;
       std::string trailing;
     };
+    // Which comments go before, inside and after each node; this depends on
+    // the source positions alone.
+    struct Place {
+      std::vector<size_t> leading, inside, trailing;
+      long last_line = 0;  // of the node or its trailing comments
+    };
+    std::vector<Place> places(nodes.size());
+    size_t j = 0;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const Node& n = nodes[i];
+      Place& p = places[i];
+      while (j < cs.size() && comments_[cs[j]].begin < n.range.begin) p.leading.push_back(cs[j++]);
+      while (j < cs.size() && comments_[cs[j]].begin < n.range.end) p.inside.push_back(cs[j++]);
+      p.last_line = LastLine(n.range);
+      uint32_t next_begin = i + 1 < nodes.size() ? nodes[i + 1].range.begin : end;
+      while (j < cs.size() && comments_[cs[j]].first_line == LastLine(n.range) &&
+             comments_[cs[j]].begin < next_begin) {
+        p.trailing.push_back(cs[j]);
+        p.last_line = std::max<long>(p.last_line, comments_[cs[j]].last_line);
+        ++j;
+      }
+    }
+
+    // Runs of `path = value` items align their `=`. A run is broken by a
+    // blank line, by any other node (a `name { k: v }` block item too, even
+    // on one line), and by an item with comments before it or inside it
+    // (those inside are printed before it, or inside it where it wraps).
+    // Items that wrap still take part: their first line holds the `=`. The
+    // padding is known before rendering, so it counts toward line length.
+    std::vector<size_t> pad(nodes.size(), 0);
+    for (size_t a = 0; a < nodes.size();) {
+      if (nodes[a].align_key == 0) {
+        ++a;
+        continue;
+      }
+      size_t b = a + 1;
+      while (b < nodes.size() && nodes[b].align_key > 0 && places[b].leading.empty() &&
+             places[b].inside.empty() &&
+             static_cast<long>(FirstLine(nodes[b].range)) - places[b - 1].last_line <= 1) {
+        ++b;
+      }
+      size_t width = 0;
+      for (size_t k = a; k < b; ++k) width = std::max(width, nodes[k].align_key);
+      for (size_t k = a; k < b; ++k) pad[k] = width - nodes[k].align_key;
+      a = b;
+    }
+
     std::vector<Elem> elems;
     // The last source line of the previous element; -1 before the first, so
     // that a body never opens with a blank line.
@@ -265,22 +344,20 @@ class Formatter {
       elems.push_back(std::move(e));
     };
 
-    size_t j = 0;
     std::string prev_text;
     for (size_t i = 0; i < nodes.size(); ++i) {
       const Node& n = nodes[i];
-      std::vector<size_t> leading, inside;
-      while (j < cs.size() && comments_[cs[j]].begin < n.range.begin) leading.push_back(cs[j++]);
-      while (j < cs.size() && comments_[cs[j]].begin < n.range.end) inside.push_back(cs[j++]);
+      const Place& p = places[i];
+      size_t col = static_cast<size_t>(ind) * kIndentWidth + pad[i];
 
-      Scope sc{inside, true, {}};
-      std::string text = n.render(ind, static_cast<size_t>(ind) * kIndentWidth, sc);
+      Scope sc{p.inside, true, {}};
+      std::string text = RenderNode(n, ind, col, sc);
       std::vector<size_t> hoisted = Unclaimed(sc);
       if (!hoisted.empty() && !sc.claimed.empty() &&
           hoisted.back() > *std::min_element(sc.claimed.begin(), sc.claimed.end())) {
-        sc = Scope{inside, false, {}};
-        text = n.render(ind, static_cast<size_t>(ind) * kIndentWidth, sc);
-        hoisted = inside;
+        sc = Scope{p.inside, false, {}};
+        text = RenderNode(n, ind, col, sc);
+        hoisted = p.inside;
       }
 
       // Top-level declarations are separated by a blank line, except runs of
@@ -294,54 +371,31 @@ class Formatter {
         forced = !together;
       }
 
-      for (size_t k = 0; k < leading.size(); ++k) {
-        const CommentInfo& c = comments_[leading[k]];
-        comment(leading[k], gap(c.first_line) || (k == 0 && forced));
+      for (size_t k = 0; k < p.leading.size(); ++k) {
+        const CommentInfo& c = comments_[p.leading[k]];
+        comment(p.leading[k], gap(c.first_line) || (k == 0 && forced));
         prev_end = c.last_line;
       }
       // Hoisted comments sit glued to the node, so the blank line (if any)
       // that preceded the node in the source goes before them.
-      bool blank_before_node = gap(FirstLine(n.range)) || (leading.empty() && forced);
+      bool blank_before_node = gap(FirstLine(n.range)) || (p.leading.empty() && forced);
       for (size_t k = 0; k < hoisted.size(); ++k) comment(hoisted[k], k == 0 && blank_before_node);
 
       Elem e;
-      e.node = true;
       e.blank = hoisted.empty() && blank_before_node;
-      e.align_key = n.align_key;
       e.text = text;
-      prev_end = LastLine(n.range);
-      uint32_t next_begin = i + 1 < nodes.size() ? nodes[i + 1].range.begin : end;
-      while (j < cs.size() && comments_[cs[j]].first_line == LastLine(n.range) &&
-             comments_[cs[j]].begin < next_begin) {
+      if (pad[i] > 0) e.text.insert(n.align_key, pad[i], ' ');
+      for (size_t c : p.trailing) {
         e.trailing += e.trailing.empty() ? "  " : " ";
-        e.trailing += comments_[cs[j]].text;
-        prev_end = std::max<long>(prev_end, comments_[cs[j]].last_line);
-        ++j;
+        e.trailing += comments_[c].text;
       }
+      prev_end = p.last_line;
       elems.push_back(std::move(e));
       prev_text = std::move(text);
     }
     for (; j < cs.size(); ++j) {
       comment(cs[j], gap(comments_[cs[j]].first_line));
       prev_end = comments_[cs[j]].last_line;
-    }
-
-    // Runs of one-line `path = value` items, with nothing between them, align
-    // their `=`.
-    auto aligns = [](const Elem& e) { return e.node && e.align_key > 0 && !HasNewline(e.text); };
-    for (size_t a = 0; a < elems.size();) {
-      if (!aligns(elems[a])) {
-        ++a;
-        continue;
-      }
-      size_t b = a + 1;
-      while (b < elems.size() && aligns(elems[b]) && !elems[b].blank) ++b;
-      size_t width = 0;
-      for (size_t k = a; k < b; ++k) width = std::max(width, elems[k].align_key);
-      for (size_t k = a; k < b; ++k) {
-        elems[k].text.insert(elems[k].align_key, width - elems[k].align_key, ' ');
-      }
-      a = b;
     }
 
     std::string out;
@@ -353,6 +407,65 @@ class Formatter {
       out += '\n';
     }
     return out;
+  }
+
+  // Renders `n` at column `col` of a line indented `ind` levels, wrapping
+  // sequences until no line that could be shortened is too long (see the
+  // top of this file). `sc` starts with nothing claimed.
+  std::string RenderNode(const Node& n, int ind, size_t col, Scope& sc) const {
+    WrapState state;
+    WrapState* saved = wrap_;
+    wrap_ = &state;
+    const Scope start = sc;
+    std::string text;
+    while (true) {
+      state.seqs.clear();
+      state.comments.clear();
+      sc = start;
+      text = n.render(ind, col, sc);
+      const ast::Expr* next = SequenceToWrap(text, col, state);
+      if (!next || !state.wrapped.insert(next).second) break;
+    }
+    wrap_ = saved;
+    return text;
+  }
+
+  // The sequence to wrap next in `text`, which starts at column `col`, or
+  // null: on the first line longer than kMaxColumns (comments not counted)
+  // where one opens, of those not inside another one that opens on that
+  // line, the last whose opening delimiter ends within kMaxColumns, else the
+  // first.
+  static const ast::Expr* SequenceToWrap(const std::string& text, size_t col,
+                                         const WrapState& state) {
+    size_t from = 0;
+    while (true) {
+      size_t to = text.find('\n', from);
+      if (to == std::string::npos) to = text.size();
+      size_t code_end = to;
+      for (size_t c : state.comments) {
+        if (c >= from && c < code_end) code_end = c;
+      }
+      if (col + (code_end - from) > kMaxColumns) {
+        auto on_line = [&](const WrapState::Seq& s) { return s.begin >= from && s.begin < to; };
+        const WrapState::Seq* first = nullptr;
+        const WrapState::Seq* last_fitting = nullptr;
+        for (const auto& s : state.seqs) {
+          if (!on_line(s)) continue;
+          bool inner = std::any_of(state.seqs.begin(), state.seqs.end(), [&](const auto& o) {
+            return on_line(o) && o.begin < s.begin && s.end <= o.end;
+          });
+          if (inner) continue;
+          if (!first || s.begin < first->begin) first = &s;
+          bool fits = col + (s.begin - from) + 1 <= kMaxColumns;
+          if (fits && (!last_fitting || s.begin > last_fitting->begin)) last_fitting = &s;
+        }
+        if (last_fitting) return last_fitting->expr;
+        if (first) return first->expr;
+      }
+      if (to == text.size()) return nullptr;
+      from = to + 1;
+      col = 0;  // later lines hold their indentation
+    }
   }
 
   // Appends `{`, the nodes one per line, and `}`; `{}` when there is nothing
@@ -399,10 +512,16 @@ class Formatter {
       std::string one = out;
       size_t from = one.size();
       one += "{ ";
+      // The entries render into texts of their own, unwrapped: nothing of
+      // theirs goes into the node's wrapping state.
+      WrapState flat;
+      WrapState* saved = wrap_;
+      wrap_ = &flat;
       for (size_t i = 0; i < nodes.size(); ++i) {
         if (i) one += ", ";
         one += nodes[i].render(ind, EndColumn(one, col), sc);
       }
+      wrap_ = saved;
       one += " }";
       if (!HasNewline(std::string_view(one).substr(from)) && EndColumn(one, col) <= kMaxColumns) {
         out = std::move(one);
@@ -682,13 +801,21 @@ class Formatter {
       case ast::ExprKind::Name: out += e.text; return;
       case ast::ExprKind::Call:
         out += e.text;
-        out += '(';
-        for (size_t i = 0; i < e.args.size(); ++i) {
-          if (i) out += ", ";
-          if (e.args[i].name) out += e.args[i].name->name + ": ";
-          if (e.args[i].value) Expr(*e.args[i].value, out, col, ind, sc);
-        }
-        out += ')';
+        Sequence(
+            e, '(', ')', e.args.size(),
+            [&](size_t i, int item_ind) {
+              const ast::Arg& a = e.args[i];
+              if (a.name) out += a.name->name + ": ";
+              if (a.value) Expr(*a.value, out, col, item_ind, sc);
+            },
+            [&](size_t i) -> std::optional<std::pair<uint32_t, uint32_t>> {
+              const ast::Arg& a = e.args[i];
+              if (!a.value || !a.value->range.valid()) return std::nullopt;
+              uint32_t begin = a.name && a.name->range.valid() ? a.name->range.begin
+                                                               : a.value->range.begin;
+              return std::pair{begin, a.value->range.end};
+            },
+            out, ind, sc);
         return;
       case ast::ExprKind::Field:
         if (auto* base = operand(0)) Operand(*base, kPostfix, out, col, ind, sc);
@@ -702,23 +829,33 @@ class Formatter {
         out += ']';
         return;
       case ast::ExprKind::List:
-        out += '[';
-        for (size_t i = 0; i < e.operands.size(); ++i) {
-          if (i) out += ", ";
-          if (e.operands[i]) Expr(*e.operands[i], out, col, ind, sc);
-        }
-        out += ']';
+        Sequence(
+            e, '[', ']', e.operands.size(),
+            [&](size_t i, int item_ind) {
+              if (e.operands[i]) Expr(*e.operands[i], out, col, item_ind, sc);
+            },
+            [&](size_t i) -> std::optional<std::pair<uint32_t, uint32_t>> {
+              const ast::Expr* x = e.operands[i].get();
+              if (!x || !x->range.valid()) return std::nullopt;
+              return std::pair{x->range.begin, x->range.end};
+            },
+            out, ind, sc);
         return;
       case ast::ExprKind::Map:
-        out += '{';
-        for (size_t i = 0; i < e.entries.size(); ++i) {
-          if (i) out += ", ";
-          const auto& m = e.entries[i];
-          out += m.quoted_key ? Quoted(m.key.range, m.key.name) : m.key.name;
-          out += ": ";
-          if (m.value) Expr(*m.value, out, col, ind, sc);
-        }
-        out += '}';
+        Sequence(
+            e, '{', '}', e.entries.size(),
+            [&](size_t i, int item_ind) {
+              const auto& m = e.entries[i];
+              out += m.quoted_key ? Quoted(m.key.range, m.key.name) : m.key.name;
+              out += ": ";
+              if (m.value) Expr(*m.value, out, col, item_ind, sc);
+            },
+            [&](size_t i) -> std::optional<std::pair<uint32_t, uint32_t>> {
+              const auto& m = e.entries[i];
+              if (!m.value || !m.value->range.valid() || !m.key.range.valid()) return std::nullopt;
+              return std::pair{m.key.range.begin, m.value->range.end};
+            },
+            out, ind, sc);
         return;
       case ast::ExprKind::Unary:
         out += e.un_op == ast::UnOp::Neg ? "-" : "not ";
@@ -739,6 +876,94 @@ class Formatter {
         return;
       }
       case ast::ExprKind::If: If(e, out, col, ind, sc); return;
+    }
+  }
+
+  // A call's arguments, a list's elements or a map's entries between `open`
+  // and `close`: `(a, b)` on one line, or, where the node's wrapping state
+  // says so, one item per line (see the top of this file). `item(i, ind)`
+  // appends item `i` on a line indented `ind` levels; `span(i)` is where it
+  // is in the source.
+  template <typename ItemFn, typename SpanFn>
+  void Sequence(const ast::Expr& e, char open, char close, size_t n, const ItemFn& item,
+                const SpanFn& span, std::string& out, int ind, Scope& sc) const {
+    if (n < 2 || !wrap_ || !wrap_->wrapped.count(&e)) {
+      size_t begin = out.size();
+      out += open;
+      for (size_t i = 0; i < n; ++i) {
+        if (i) out += ", ";
+        item(i, ind);
+      }
+      out += close;
+      if (n >= 2 && wrap_) wrap_->seqs.push_back({&e, begin, out.size()});
+      return;
+    }
+    // before[i]: comments on their own lines before item i (i == n: before
+    // the closing delimiter); after[i]: comments after item i's comma.
+    std::vector<std::vector<size_t>> before(n + 1), after(n);
+    ClaimBetween(e, open, close, n, span, sc, before, after);
+    std::string inner = "\n" + Indent(ind + 1);
+    auto own_line = [&](size_t c) {
+      out += inner;
+      wrap_->comments.push_back(out.size());
+      out += comments_[c].text;
+    };
+    out += open;
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t c : before[i]) own_line(c);
+      out += inner;
+      item(i, ind + 1);
+      out += ',';
+      for (size_t k = 0; k < after[i].size(); ++k) {
+        wrap_->comments.push_back(out.size());
+        out += k ? " " : "  ";
+        out += comments_[after[i][k]].text;
+      }
+    }
+    for (size_t c : before[n]) own_line(c);
+    out += '\n';
+    out += Indent(ind);
+    out += close;
+  }
+
+  // Claims the comments of a wrapped sequence that lie between its items
+  // (not inside one): those on the line where item i ends go after its
+  // comma, the others on their own lines before the next item. Claims none
+  // where the source positions are not as expected (a partial AST).
+  template <typename SpanFn>
+  void ClaimBetween(const ast::Expr& e, char open, char close, size_t n, const SpanFn& span,
+                    Scope& sc, std::vector<std::vector<size_t>>& before,
+                    std::vector<std::vector<size_t>>& after) const {
+    if (!sc.nest || sc.inside.empty()) return;
+    const Range& r = e.range;
+    if (!r.valid() || r.end <= r.begin || r.end > text_.size() || text_[r.end - 1] != close) return;
+    uint32_t lo = e.kind == ast::ExprKind::Call && e.name_range.valid() ? e.name_range.end : r.begin;
+    while (lo < r.end && (text_[lo] != open || InComment(lo))) ++lo;
+    uint32_t hi = r.end - 1;
+    if (lo >= hi) return;
+    std::vector<std::pair<uint32_t, uint32_t>> items;
+    for (size_t i = 0; i < n; ++i) {
+      auto s = span(i);
+      if (!s || s->first <= lo || s->second < s->first || s->second > hi ||
+          (!items.empty() && s->first < items.back().second)) {
+        return;
+      }
+      items.push_back(*s);
+    }
+    for (size_t c : sc.inside) {
+      uint32_t at = comments_[c].begin;
+      if (at <= lo || at >= hi) continue;
+      if (std::find(sc.claimed.begin(), sc.claimed.end(), c) != sc.claimed.end()) continue;
+      // k: how many items end before the comment.
+      size_t k = 0;
+      while (k < n && items[k].second <= at) ++k;
+      if (k < n && items[k].first <= at) continue;  // inside item k
+      if (k > 0 && comments_[c].first_line == Line(items[k - 1].second - 1)) {
+        after[k - 1].push_back(c);
+      } else {
+        before[k].push_back(c);
+      }
+      sc.claimed.push_back(c);
     }
   }
 
@@ -774,6 +999,8 @@ class Formatter {
     };
     if (inline_ok) {
       size_t mark = sc.claimed.size();
+      size_t seqs_mark = wrap_ ? wrap_->seqs.size() : 0;
+      size_t comments_mark = wrap_ ? wrap_->comments.size() : 0;
       std::string one = out;
       size_t from = one.size();
       auto inline_block = [&](const ast::KBlock& b) {
@@ -798,6 +1025,10 @@ class Formatter {
         return;
       }
       sc.claimed.resize(mark);
+      if (wrap_) {
+        wrap_->seqs.resize(seqs_mark);
+        wrap_->comments.resize(comments_mark);
+      }
     }
     for (size_t i = 0; i < chain.size(); ++i) {
       out += i ? " else if " : "if ";
@@ -813,6 +1044,8 @@ class Formatter {
   const ast::File& file_;
   std::string_view text_;
   std::vector<CommentInfo> comments_;
+  // The wrapping state of the node being rendered (RenderNode); null outside.
+  mutable WrapState* wrap_ = nullptr;
 };
 
 }  // namespace

@@ -133,7 +133,7 @@ pb::Plan LowerPlan(const Program& program, const CheckedPipeline& p) {
 
   std::map<std::string, std::string> kernel_hash;
   std::map<std::string, const CheckedKernel*> kernels;
-  for (const auto& k : p.kernels) kernels[k.decl->name.name] = &k;
+  for (const auto& k : p.kernels) kernels[k.name] = &k;
   // Kernel hashes cover their callees: a change anywhere below re-runs users.
   std::function<std::string(const std::string&, int)> khash = [&](const std::string& name, int depth) -> std::string {
     if (auto it = kernel_hash.find(name); it != kernel_hash.end()) return it->second;
@@ -146,7 +146,7 @@ pb::Plan LowerPlan(const Program& program, const CheckedPipeline& p) {
   for (const auto& k : p.kernels) {
     auto* pk = plan.add_kernels();
     const auto& d = *k.decl;
-    pk->set_name(d.name.name);
+    pk->set_name(k.name);
     for (const auto& prm : d.params) {
       auto* kp = pk->add_params();
       kp->set_name(prm.name.name);
@@ -155,14 +155,14 @@ pb::Plan LowerPlan(const Program& program, const CheckedPipeline& p) {
     pk->set_return_type(d.ret.str());
     pk->set_source(std::string(sm.Slice(d.range)));
     for (const auto& c : k.calls) pk->add_calls(c);
-    pk->set_hash(khash(d.name.name, 0));
+    pk->set_hash(khash(k.name, 0));
     *pk->mutable_source_range() = ToProto(sm, d.range);
   }
   std::map<std::string, std::string> env_hash;
   for (const auto& e : p.envs) {
     auto* pe = plan.add_envs();
     const auto& d = *e.decl;
-    pe->set_name(d.name.name);
+    pe->set_name(e.name);
     for (size_t k = 0; k < e.state.size(); ++k) {
       auto* sf = pe->add_state();
       sf->set_name(e.state[k].first);
@@ -182,7 +182,7 @@ pb::Plan LowerPlan(const Program& program, const CheckedPipeline& p) {
       pe->add_calls(c);
       data += "\ncall:" + c + "=" + khash(c, 0);
     }
-    pe->set_hash(env_hash[d.name.name] = Sha256Hex(data));
+    pe->set_hash(env_hash[e.name] = Sha256Hex(data));
     *pe->mutable_source_range() = ToProto(sm, d.range);
   }
   for (const auto& g : p.cluster) {

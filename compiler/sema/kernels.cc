@@ -365,6 +365,7 @@ void Checker::CheckKernels() {
     graph[name] = typer.calls;
     decls[name] = kd;
     CheckedKernel ck;
+    ck.name = name;
     ck.decl = kd;
     ck.calls = typer.calls;
     out_->kernels.push_back(std::move(ck));
@@ -417,6 +418,7 @@ void Checker::CheckEnvs() {
       const Symbol* sym = Lookup(m, ed.name.name);
       if (!sym || sym->decl != &ed) continue;
       CheckedEnv env;
+      env.name = plan_names_[&ed];
       env.decl = &ed;
       std::string where = " (in env `" + ed.name.name + "`)";
       const ast::EnvItem *state = nullptr, *action = nullptr, *observe = nullptr, *step = nullptr;

@@ -69,11 +69,13 @@ struct CheckedStage {
 };
 
 struct CheckedKernel {
+  std::string name;  // unique in the plan: `lib.k` for a kernel of an aliased import
   const ast::KernelDecl* decl = nullptr;
   std::vector<std::string> calls;  // kernels called directly
 };
 
 struct CheckedEnv {
+  std::string name;  // unique in the plan, as CheckedKernel::name
   const ast::EnvDecl* decl = nullptr;
   std::vector<std::pair<std::string, std::string>> state;  // name, type
   std::vector<Value> state_init;

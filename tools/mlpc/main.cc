@@ -300,7 +300,8 @@ int main(int argc, char** argv) {
   }
   if (*help) {
     if (help_topic.empty()) {
-      std::cout << app.help();
+      // app.help() would describe the parsed subcommand (`help` itself).
+      std::cout << app.get_formatter()->make_help(&app, "mlpc", CLI::AppFormatMode::Normal);
       return kExitOk;
     }
     for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
