@@ -69,51 +69,56 @@ std::string RenderText(const SourceManager& sm, const Diagnostics& diags, bool c
   return out;
 }
 
-std::string RenderJson(const SourceManager& sm, const Diagnostics& diags) {
+std::string RenderJson(const std::vector<DiagSource>& sources) {
   nlohmann::json list = nlohmann::json::array();
-  for (const auto& d : diags.all()) {
-    nlohmann::json notes = nlohmann::json::array();
-    for (const auto& n : d.notes) notes.push_back({{"message", n.message}, {"location", Location(sm, n.range)}});
-    list.push_back({{"severity", SeverityName(d.severity)},
-                    {"code", Info(d.kind).code},
-                    {"message", d.message},
-                    {"location", Location(sm, d.range)},
-                    {"notes", notes}});
+  size_t errors = 0, warnings = 0;
+  for (const auto& [sm, diags] : sources) {
+    errors += diags->error_count();
+    warnings += diags->warning_count();
+    for (const auto& d : diags->all()) {
+      nlohmann::json notes = nlohmann::json::array();
+      for (const auto& n : d.notes) notes.push_back({{"message", n.message}, {"location", Location(*sm, n.range)}});
+      list.push_back({{"severity", SeverityName(d.severity)},
+                      {"code", Info(d.kind).code},
+                      {"message", d.message},
+                      {"location", Location(*sm, d.range)},
+                      {"notes", notes}});
+    }
   }
-  nlohmann::json doc = {{"diagnostics", list},
-                        {"errors", diags.error_count()},
-                        {"warnings", diags.warning_count()}};
+  nlohmann::json doc = {{"diagnostics", list}, {"errors", errors}, {"warnings", warnings}};
   return doc.dump(2) + "\n";
 }
 
-std::string RenderSarif(const SourceManager& sm, const Diagnostics& diags, const std::string& tool_version) {
+std::string RenderSarif(const std::vector<DiagSource>& sources, const std::string& tool_version) {
   nlohmann::json rules = nlohmann::json::array();
   for (const auto& k : AllDiagKinds()) {
     rules.push_back({{"id", k.code},
                      {"defaultConfiguration", {{"level", k.severity == Severity::Error ? "error" : "warning"}}}});
   }
-  auto physical = [&](Range r) -> nlohmann::json {
-    LineCol b = sm.Position(r.file, r.begin);
-    LineCol e = sm.Position(r.file, r.end);
-    return {{"physicalLocation",
-             {{"artifactLocation", {{"uri", sm.Path(r.file)}}},
-              {"region", {{"startLine", b.line}, {"startColumn", b.col}, {"endLine", e.line}, {"endColumn", e.col}}}}}};
-  };
   nlohmann::json results = nlohmann::json::array();
-  for (const auto& d : diags.all()) {
-    nlohmann::json r = {{"ruleId", Info(d.kind).code},
-                        {"level", d.severity == Severity::Error ? "error" : "warning"},
-                        {"message", {{"text", d.message}}}};
-    r["locations"] = nlohmann::json::array();
-    if (d.range.valid()) r["locations"].push_back(physical(d.range));
-    nlohmann::json related = nlohmann::json::array();
-    for (const auto& n : d.notes) {
-      nlohmann::json loc = n.range.valid() ? physical(n.range) : nlohmann::json::object();
-      loc["message"] = {{"text", n.message}};
-      related.push_back(loc);
+  for (const auto& [sm, diags] : sources) {
+    auto physical = [&](Range r) -> nlohmann::json {
+      LineCol b = sm->Position(r.file, r.begin);
+      LineCol e = sm->Position(r.file, r.end);
+      return {{"physicalLocation",
+               {{"artifactLocation", {{"uri", sm->Path(r.file)}}},
+                {"region", {{"startLine", b.line}, {"startColumn", b.col}, {"endLine", e.line}, {"endColumn", e.col}}}}}};
+    };
+    for (const auto& d : diags->all()) {
+      nlohmann::json r = {{"ruleId", Info(d.kind).code},
+                          {"level", d.severity == Severity::Error ? "error" : "warning"},
+                          {"message", {{"text", d.message}}}};
+      r["locations"] = nlohmann::json::array();
+      if (d.range.valid()) r["locations"].push_back(physical(d.range));
+      nlohmann::json related = nlohmann::json::array();
+      for (const auto& n : d.notes) {
+        nlohmann::json loc = n.range.valid() ? physical(n.range) : nlohmann::json::object();
+        loc["message"] = {{"text", n.message}};
+        related.push_back(loc);
+      }
+      if (!related.empty()) r["relatedLocations"] = related;
+      results.push_back(r);
     }
-    if (!related.empty()) r["relatedLocations"] = related;
-    results.push_back(r);
   }
   nlohmann::json doc = {
       {"$schema", "https://json.schemastore.org/sarif-2.1.0.json"},

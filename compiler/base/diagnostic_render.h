@@ -8,8 +8,17 @@
 
 namespace mlp {
 
+#include <vector>
+
+// The diagnostics of one compilation and the sources they point into.
+struct DiagSource {
+  const SourceManager* sm;
+  const Diagnostics* diags;
+};
+
 std::string RenderText(const SourceManager& sm, const Diagnostics& diags, bool color);
-std::string RenderJson(const SourceManager& sm, const Diagnostics& diags);
-std::string RenderSarif(const SourceManager& sm, const Diagnostics& diags, const std::string& tool_version);
+// One document for any number of compilations (`mlpc check a.mlp b.mlp`).
+std::string RenderJson(const std::vector<DiagSource>& sources);
+std::string RenderSarif(const std::vector<DiagSource>& sources, const std::string& tool_version);
 
 }  // namespace mlp

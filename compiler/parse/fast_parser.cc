@@ -47,8 +47,10 @@ T Keyword(std::string_view s) {
       {"if", T::If},         {"else", T::Else},     {"reward", T::Reward},     {"done", T::Done},
       {"true", T::True},     {"false", T::False},   {"and", T::And},           {"or", T::Or},
       {"not", T::Not}};
+  // Most identifiers are not keywords: reject on length and first letter first.
+  if (s.size() < 2 || s.size() > 9 || s[0] < 'a' || s[0] > 'w') return T::Id;
   for (const auto& [k, t] : kKeywords) {
-    if (k == s) return t;
+    if (k.size() == s.size() && k[0] == s[0] && k == s) return t;
   }
   return T::Id;
 }

@@ -5,6 +5,7 @@
 #include "compiler/parse/fast_parser.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <set>
@@ -96,7 +97,20 @@ class MlpTokenSource : public MlpLexer {
   bool have_last_ = false;
 };
 
-std::string Quote(std::string_view s) { return "`" + std::string(s) + "`"; }
+// Backticked, with control characters shown as U+XXXX so that messages stay printable.
+std::string Quote(std::string_view s) {
+  std::string out = "`";
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "U+%04X", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "`";
+}
 
 std::string TokenDisplay(const antlr4::dfa::Vocabulary& vocab, size_t type) {
   if (type == antlr4::Token::EOF) return "end of file";

@@ -26,7 +26,8 @@ std::string Shape(const pb::Node& n) {
   for (const auto& r : n.roles()) {
     if (!s.empty()) s += " + ";
     s += std::to_string(r.count()) + " " + r.name() + (r.count() == 1 ? "" : "s");
-    if (r.gang()) s += " (gang)";
+    if (r.gang() && r.gang_size() == r.count()) s += " (gang)";
+    if (r.gang() && r.gang_size() != r.count()) s += " (gangs of " + std::to_string(r.gang_size()) + ")";
     if (r.max_count() > r.count()) s += " (up to " + std::to_string(r.max_count()) + ")";
   }
   return s;
@@ -77,7 +78,7 @@ std::string GraphJson(const pb::Plan& plan) {
   for (const auto& n : plan.nodes()) {
     nlohmann::json roles = nlohmann::json::array();
     for (const auto& r : n.roles()) {
-      roles.push_back({{"name", r.name()}, {"count", r.count()}, {"gang", r.gang()}, {"long_lived", r.long_lived()}});
+      roles.push_back({{"name", r.name()}, {"count", r.count()}, {"gang", r.gang()}, {"gang_size", r.gang_size()}, {"long_lived", r.long_lived()}});
     }
     nodes.push_back({{"name", n.name()},
                      {"kind", KindName(n.kind())},

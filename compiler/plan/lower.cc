@@ -3,6 +3,8 @@
 // included; resources and retry policy excluded).
 #include "compiler/plan/lower.h"
 
+#include "compiler/sema/defaults.h"
+
 #include <google/protobuf/util/json_util.h>
 #include <openssl/evp.h>
 
@@ -208,7 +210,7 @@ pb::Plan LowerPlan(const Program& program, const CheckedPipeline& p) {
     pb::Node hashed;  // the part of the node that determines its output
     hashed.set_kind(n->kind());
     hashed.set_op(n->op());
-    for (const auto& [k, v] : st.fields) {
+    for (const auto& [k, v] : FieldsWithDefaults(st, p)) {
       if (k == "retry") {
         if (const Value* m = v.Find("max")) n->mutable_retry()->set_max_retries(static_cast<uint32_t>(m->i));
         if (const Value* b = v.Find("backoff")) n->mutable_retry()->set_backoff_ms(b->i / 1'000'000);
@@ -277,6 +279,7 @@ pb::Plan LowerPlan(const Program& program, const CheckedPipeline& p) {
         }
       }
       role->set_gang(r.gang);
+      role->set_gang_size(r.gang ? r.gang_size : 1);
       role->set_long_lived(r.long_lived);
       role->set_max_count(r.max_count);
     }

@@ -70,6 +70,8 @@ std::string Checker::KindWord(SymKind k) const {
   return "?";
 }
 
+std::string Checker::AKind(SymKind k) const { return (k == SymKind::Env ? "an " : "a ") + KindWord(k); }
+
 // Scopes are built leaves first: a module's scope holds its own declarations,
 // the scopes of its unaliased imports, and its aliases.
 void Checker::BuildScopes() {
@@ -86,11 +88,16 @@ void Checker::BuildScopes() {
       auto [it, inserted] = scope.names.emplace(name, sym);
       if (!inserted && it->second.decl != sym.decl) {
         diags_.Report(DiagKind::DuplicateName, where,
-                      "duplicate name `" + name + "`: it is already a " + KindWord(it->second.kind));
+                      "duplicate name `" + name + "`: it is already " + AKind(it->second.kind));
         diags_.AddNote(it->second.decl->name.range, "first declared here");
       }
     };
     for (const auto& d : mod.ast->decls) {
+      if (m != 0 && d->kind == ast::DeclKind::Pipeline) {
+        diags_.Report(DiagKind::InvalidImport, d->range,
+                      "an imported file cannot declare a `pipeline` header; only the main file names the pipeline");
+        continue;
+      }
       SymKind kind;
       switch (d->kind) {
         case ast::DeclKind::Param: kind = SymKind::Param; break;
@@ -453,7 +460,8 @@ void Checker::CheckProfiles() {
         base.cpu_milli = 1000;
         profiles_[d->name.name] = ResourcesOf(rd.block, base, ctx);
         if (d->name.name == "default") has_default_profile_ = true;
-      } else if (d->kind == ast::DeclKind::Cluster && m == 0) {
+      } else if (const Symbol* main = Lookup(0, d->name.name);
+                 d->kind == ast::DeclKind::Cluster && main && main->decl == d.get()) {
         ctx.what = "cluster `" + d->name.name + "`";
         const auto& cd = static_cast<const ast::ResourcesDecl&>(*d);
         NodeGroup g;

@@ -50,6 +50,7 @@ class Checker {
   const Symbol* Lookup(size_t module, std::string_view name) const;
   std::vector<std::string> VisibleNames(size_t module) const;
   std::string KindWord(SymKind k) const;
+  std::string AKind(SymKind k) const;  // with its article: "a param", "an env"
   const Value& ParamValue(const Symbol& sym);
   void CheckParams();
   Value ApplyOverride(const ast::ParamDecl& decl, schema::Type type, const ParamOverride& o);
@@ -62,6 +63,7 @@ class Checker {
     size_t module = 0;
     CheckedStage* stage = nullptr;  // records dependencies
     std::string_view field;         // the stage field being evaluated, if any
+    std::string_view op;            // the operator whose arguments are being evaluated, if any
     std::string what;               // otherwise: "param `epochs`", "cluster `c`", ...
   };
   // What is being evaluated, for messages: "field `epochs` of train stage `classifier`".

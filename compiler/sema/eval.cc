@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "compiler/sema/checker.h"
+#include "compiler/sema/defaults.h"
 #include "compiler/sema/units.h"
 
 namespace mlp {
@@ -89,7 +90,7 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
           }
           std::sort(params.begin(), params.end());
           diags_.Report(DiagKind::UnknownName, part.range,
-                        s ? "`${" + part.text + "}` names a " + KindWord(s->kind) + "; only params can be interpolated"
+                        s ? "`${" + part.text + "}` names " + AKind(s->kind) + "; only params can be interpolated"
                           : "unknown param `" + part.text + "` in string interpolation" + DidYouMean(part.text, params));
           return Value::Error();
         }
@@ -136,7 +137,7 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
         }
         if (s) {
           diags_.Report(DiagKind::UnknownOutput, e.name_range,
-                        "`" + base.text + "` is a " + KindWord(s->kind) + ", which has no outputs; only stages do");
+                        "`" + base.text + "` is " + AKind(s->kind) + ", which has no outputs; only stages do");
           return Value::Error();
         }
         return EvalName(base, base.text, base.range, ctx.module, hint, ctx);  // reports the unknown name
@@ -151,6 +152,12 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
         diags_.Report(DiagKind::TypeMismatch, e.name_range,
                       "kernel `" + e.text + "` cannot be called in a configuration value; pass it by name, "
                       "e.g. `map(" + e.text + ")`");
+        return Value::Error();
+      }
+      if (s && s->kind != SymKind::Param) {
+        diags_.Report(DiagKind::TypeMismatch, e.range,
+                      "`" + e.text + "` is " + AKind(s->kind) + ", not an operator; refer to it without `(...)`: `" +
+                          e.text + "`");
         return Value::Error();
       }
       const schema::Op* op = schema::FindOp(e.text);
@@ -310,10 +317,6 @@ Value Checker::EvalName(const ast::Expr& e, std::string_view name, Range range, 
         v.kind = sd->stage_kind == ast::StageKind::Train && hint.kind == Kind::TrainStage
                      ? Kind::TrainStage
                      : Kind::Any;  // resolved to the default output by Coerce
-        if (ctx.stage && std::find(ctx.stage->deps.begin(), ctx.stage->deps.end(), v.s) == ctx.stage->deps.end()) {
-          ctx.stage->deps.push_back(v.s);
-          ctx.stage->dep_ranges.push_back(range);
-        }
         return v;
       }
       case SymKind::Kernel:
@@ -404,7 +407,9 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
   if (v.is_error() || want.kind == Kind::Any) return v;
   Range r = v.range.valid() ? v.range : src.range;
   auto mismatch = [&](const std::string& expected) {
-    std::string what = param ? "`" + std::string(param->name) + "`" : What(ctx);
+    std::string what = !param        ? What(ctx)
+                       : ctx.op.empty() ? "`" + std::string(param->name) + "`"
+                                        : "argument `" + std::string(param->name) + "` of `" + std::string(ctx.op) + "`";
     std::string got = DescribeType(v);
     if (v.tag == Value::Tag::Ref && v.field.empty()) {
       const auto* sd = stages_by_name_.count(v.s) ? stages_by_name_.at(v.s) : nullptr;
@@ -418,9 +423,21 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
     }
     diags_.Report(DiagKind::TypeMismatch, r,
                   "type mismatch: " + what + " expects " + expected + ", but `" + Src(src) + "` is " + article + got);
-    if (v.tag == Value::Tag::Ref && v.field.empty() && stage_outputs_.count(v.s)) {
-      diags_.AddNote(stages_by_name_.find(v.s)->second->name.range,
-                     "stage `" + v.s + "` produces " + StageOutputsList(v.s) + "; select one with `" + v.s + ".<output>`");
+    if (v.tag == Value::Tag::Ref && v.field.empty() && stages_by_name_.count(v.s)) {
+      // Point at an output of the right kind, if the stage has one.
+      const auto* sd = stages_by_name_.find(v.s)->second;
+      std::string match;
+      for (const auto& o : schema::Stage(static_cast<schema::StageKind>(sd->stage_kind)).outputs) {
+        if (o.kind == want.kind && match.empty()) match = std::string(o.name);
+      }
+      if (match.empty() && sd->stage_kind == ast::StageKind::Data && want.kind == Kind::Dataset) {
+        const auto& outs = stage_outputs_.find(v.s)->second;
+        if (outs.size() > 1) match = outs[1];
+      }
+      if (!match.empty()) {
+        diags_.AddNote(sd->name.range, "stage `" + v.s + "` produces " + StageOutputsList(v.s) + "; did you mean `" +
+                                           v.s + "." + match + "`?");
+      }
     }
     return Value::Error();
   };
@@ -455,25 +472,16 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
     bool needs_args = false;
     for (const auto& p : op->params) needs_args |= p.required;
     if (needs_args) {
+      std::string required;
+      for (const auto& p : op->params) {
+        if (p.required) required += (required.empty() ? "`" : ", `") + std::string(p.name) + "`";
+      }
       diags_.Report(DiagKind::MissingArgument, r,
-                    "`" + v.s + "` needs arguments; write `" + v.s + "(...)` (required: `" +
-                        std::string(op->params[0].name) + "`)");
+                    "`" + v.s + "` needs arguments; write `" + v.s + "(...)` with " + required);
       return Value::Error();
     }
-    Value call;
-    call.tag = Value::Tag::Call;
-    call.kind = op->result;
-    call.s = v.s;
+    Value call = CallWithDefaults(*op);
     call.range = v.range;
-    for (const auto& p : op->params) {
-      Value d;
-      switch (p.def.tag) {
-        case schema::Default::Int: d = Value::Int(static_cast<int64_t>(p.def.number), {}); break;
-        case schema::Default::Float: d = Value::Float(p.def.number, {}); break;
-        default: continue;
-      }
-      call.entries.emplace_back(std::string(p.name), d);
-    }
     return call;
   }
 
@@ -523,10 +531,10 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
       if (v.tag != Value::Tag::List || v.kind == Kind::Transform) return mismatch(want_name());
       for (size_t k = 0; k < v.items.size(); ++k) {
         const ast::Expr& item_src = src.kind == ast::ExprKind::List && k < src.operands.size() ? *src.operands[k] : src;
-        v.items[k] = Coerce(std::move(v.items[k]), {want.elem, Kind::Any}, nullptr, item_src, ctx);
+        v.items[k] = Coerce(std::move(v.items[k]), {want.elem, Kind::Any}, param, item_src, ctx);
         if (v.items[k].is_error()) return Value::Error();
       }
-      break;
+      return v;  // each item was range-checked
     }
     case Kind::Map:
       if (v.tag != Value::Tag::Map) return mismatch(want_name());
@@ -543,7 +551,9 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
       }
       if (!ok) {
         std::string list;
-        for (size_t k = 0; k < choices.size(); ++k) list += (k ? ", `" : "`") + choices[k] + "`";
+        for (size_t k = 0; k < choices.size(); ++k) {
+          list += (k == 0 ? "`" : k + 1 == choices.size() ? " or `" : ", `") + choices[k] + "`";
+        }
         diags_.Report(DiagKind::ValueOutOfRange, r,
                       "`" + std::string(param ? param->name : "value") + "` must be one of " + list + ", but it is `" +
                           v.s + "`" + DidYouMean(v.s, choices));
@@ -611,7 +621,9 @@ Value Checker::EvalAs(const ast::Expr& e, const schema::Param& p, EvalCtx& ctx) 
   return Coerce(std::move(v), p.type, &p, e, ctx);
 }
 
-Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& ctx) {
+Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& outer) {
+  EvalCtx ctx = outer;  // arguments are described as "argument `x` of `op`"
+  ctx.op = op.name;
   Value call;
   call.tag = Value::Tag::Call;
   call.kind = op.result;
@@ -686,8 +698,9 @@ Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& ctx) 
       idx = positional++;
       if (idx >= op.params.size()) {
         diags_.Report(DiagKind::TooManyArguments, a.value->range,
-                      "`" + std::string(op.name) + "` takes " + std::to_string(op.params.size()) +
-                          " argument" + (op.params.size() == 1 ? "" : "s") + ", but more were given");
+                      "`" + std::string(op.name) + "` takes " + std::to_string(op.params.size()) + " argument" +
+                          (op.params.size() == 1 ? "" : "s") + ", but " + std::to_string(e.args.size()) +
+                          (e.args.size() == 1 ? " was" : " were") + " given; remove `" + Src(*a.value) + "`");
         ok = false;
         continue;
       }
@@ -712,25 +725,8 @@ Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& ctx) 
         ok = false;
         continue;
       }
-      Value d;
-      switch (p.def.tag) {
-        case schema::Default::Int: d = Value::Int(static_cast<int64_t>(p.def.number), {}); break;
-        case schema::Default::Float: d = Value::Float(p.def.number, {}); break;
-        case schema::Default::Bool: d.tag = Value::Tag::Bool; d.b = p.def.number != 0; break;
-        case schema::Default::String: d.tag = Value::Tag::String; d.s = std::string(p.def.text); break;
-        case schema::Default::IntList:
-          d.tag = Value::Tag::List;
-          for (long long x : p.def.ints) d.items.push_back(Value::Int(x, {}));
-          break;
-        case schema::Default::Symbol:
-        case schema::Default::Call:
-          d.tag = Value::Tag::Call;
-          d.s = std::string(p.def.text);
-          d.kind = p.type.kind;
-          break;
-        case schema::Default::None: continue;
-      }
-      call.entries.emplace_back(std::string(p.name), std::move(d));
+      Value d = DefaultValue(p);
+      if (!d.is_error()) call.entries.emplace_back(std::string(p.name), std::move(d));
       continue;
     }
     Value v;
@@ -796,7 +792,8 @@ Value Checker::EvalPredicate(const ast::Expr& e, EvalCtx& ctx, std::vector<std::
         std::vector<std::string> names(known.begin(), known.end());
         diags_.Report(DiagKind::UnknownName, x.range,
                       "unknown metric `" + x.text + "` in condition" + DidYouMean(x.text, names) +
-                          " (rl metrics: reward_mean, reward_max, episode_len_mean, env_steps, episodes, iterations, time_s)");
+                           " (rl metrics: `reward_mean`, `reward_max`, `episode_len_mean`, `env_steps`, `episodes`, "
+                          "`iterations`, `time_s`)");
         return std::nullopt;
       }
       case ast::ExprKind::Unary: {

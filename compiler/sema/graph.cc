@@ -110,8 +110,9 @@ void Checker::SortStages() {
 }
 
 void Checker::CheckUnused() {
-  // After an error (a misspelt reference, say) "unused" would mostly be noise.
-  if (diags_.has_errors()) return;
+  // After an error (a misspelt reference, say) "unused" would mostly be noise;
+  // a file without stages is a library, whose declarations its importers use.
+  if (diags_.has_errors() || stages_by_name_.empty()) return;
   for (const auto& d : program_.modules[0].ast->decls) {
     if (used_.count(d.get()) || d->name.name.empty()) continue;
     switch (d->kind) {
@@ -193,10 +194,10 @@ void Checker::CheckCluster() {
                           ", but no node of the declared cluster can hold that; lacking " + why);
         break;
       }
-      uint32_t needed = role.gang ? role.count : 1;
+      uint32_t needed = role.gang ? role.gang_size : 1;
       if (capacity < needed) {
         diags_.Report(DiagKind::UnsatisfiableResources, st.decl->name.range,
-                      what + " needs a gang of " + std::to_string(role.count) + " " + role.name + "s of " +
+                      what + " needs a gang of " + std::to_string(needed) + " " + role.name + "s of " +
                           Amounts(role.resources) + " started together, but the declared cluster holds at most " +
                           std::to_string(capacity) + " at once");
         break;

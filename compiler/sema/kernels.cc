@@ -211,7 +211,7 @@ class KernelTyper {
       for (const auto& [n, sym] : c_.scopes_[module_].names) {
         if (sym.kind == SymKind::Kernel) names.push_back(n);
       }
-      std::string why = s ? "; `" + e.text + "` is a " + c_.KindWord(s->kind) + ", not a kernel" : DidYouMean(e.text, names);
+      std::string why = s ? "; `" + e.text + "` is " + c_.AKind(s->kind) + ", not a kernel" : DidYouMean(e.text, names);
       c_.diags_.Report(DiagKind::UnknownName, e.name_range, "unknown function `" + e.text + "`" + why + where_);
       return KType::Error;
     }

@@ -47,6 +47,7 @@ struct Role {
   uint32_t count = 1;
   ResourceAmounts resources;
   bool gang = false;
+  uint32_t gang_size = 1;  // a gang is this many processes that start together
   bool long_lived = false;
   uint32_t max_count = 0;
 };

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "compiler/sema/checker.h"
+#include "compiler/sema/defaults.h"
 
 namespace mlp {
 
@@ -128,21 +129,8 @@ Value Checker::CheckBlock(const ast::Item& item, const schema::Field& field, Eva
   // Defaults of the block's settings.
   for (const auto& p : field.entries) {
     if (map.Find(p.name)) continue;
-    Value d;
-    if (p.def.tag == schema::Default::Int) {
-      d.tag = Value::Tag::Int;
-      d.i = static_cast<int64_t>(p.def.number);
-    } else if (p.def.tag == schema::Default::Float) {
-      d.tag = Value::Tag::Float;
-      d.f = p.def.number;
-    } else if (p.def.tag == schema::Default::Symbol) {
-      d.tag = Value::Tag::Symbol;
-      d.kind = Kind::Enum;
-      d.s = std::string(p.def.text);
-    } else {
-      continue;
-    }
-    map.entries.emplace_back(std::string(p.name), d);
+    Value d = DefaultValue(p);
+    if (!d.is_error()) map.entries.emplace_back(std::string(p.name), std::move(d));
   }
   return map;
 }
@@ -241,63 +229,16 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
   }
   (void)resources_item;
 
-  // Required fields, then defaults, in schema order.
-  out.fields.reserve(nfields);
+  // Required fields; the set fields in schema order (defaults are filled in
+  // only for the plan, by FieldsWithDefaults).
   for (size_t index = 0; index < nfields; ++index) {
     const schema::Field& f = schema.fields[index];
     std::string_view name = f.param.name;
     if (name == "resources") continue;
-    if (!has[index] && !seen[index].valid() && !(name == "stop" && stop_seen.valid())) {
-      if (f.param.required) {
-        diags_.Report(DiagKind::MissingField, decl.name.range,
-                      StageWhat(decl) + " is missing required field `" + std::string(name) + "` (" +
-                          std::string(f.param.doc) + ")");
-        continue;
-      }
-      Value d;
-      switch (f.param.def.tag) {
-        case schema::Default::Int: d.tag = Value::Tag::Int; d.i = static_cast<int64_t>(f.param.def.number); break;
-        case schema::Default::Float: d.tag = Value::Tag::Float; d.f = f.param.def.number; break;
-        case schema::Default::Bool: d.tag = Value::Tag::Bool; d.b = f.param.def.number != 0; break;
-        case schema::Default::String: d.tag = Value::Tag::String; d.s = std::string(f.param.def.text); break;
-        case schema::Default::Symbol: d.tag = Value::Tag::Symbol; d.kind = Kind::Enum; d.s = std::string(f.param.def.text); break;
-        case schema::Default::Call: {
-          const schema::Op* op = schema::FindOp(f.param.def.text);
-          d.tag = Value::Tag::Call;
-          d.kind = op->result;
-          d.s = std::string(op->name);
-          for (const auto& p : op->params) {
-            Value a;
-            if (p.def.tag == schema::Default::Int) {
-              a.tag = Value::Tag::Int;
-              a.i = static_cast<int64_t>(p.def.number);
-            } else if (p.def.tag == schema::Default::Float) {
-              a.tag = Value::Tag::Float;
-              a.f = p.def.number;
-            } else {
-              continue;
-            }
-            d.entries.emplace_back(std::string(p.name), a);
-          }
-          break;
-        }
-        default:
-          if (f.block) {
-            ast::Item empty;
-            empty.kind = ast::ItemKind::Block;
-            d = CheckBlock(empty, f, ctx);
-            break;
-          }
-          continue;
-      }
-      // A seed not given falls back to the pipeline's seed.
-      if (name == "seed") {
-        for (const auto& [k, sv] : out_->settings) {
-          if (k == "seed" && !sv.is_error()) d = sv;
-        }
-      }
-      values[index] = std::move(d);
-      has[index] = true;
+    if (!has[index] && !seen[index].valid() && !(name == "stop" && stop_seen.valid()) && f.param.required) {
+      diags_.Report(DiagKind::MissingField, decl.name.range,
+                    StageWhat(decl) + " is missing required field `" + std::string(name) + "` (" +
+                        std::string(f.param.doc) + ")");
     }
     if (has[index]) out.fields.emplace_back(std::string(name), std::move(values[index]));
   }
@@ -314,6 +255,17 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
       }
     }
   }
+  // Dependencies: the stage outputs that the checked fields refer to (a name
+  // rejected by a type check is no edge of the DAG).
+  std::function<void(const Value&)> deps = [&](const Value& v) {
+    if (v.tag == Value::Tag::Ref && std::find(out.deps.begin(), out.deps.end(), v.s) == out.deps.end()) {
+      out.deps.push_back(v.s);
+      out.dep_ranges.push_back(v.range);
+    }
+    for (const auto& i : v.items) deps(i);
+    for (const auto& [k, e] : v.entries) deps(e);
+  };
+  for (const auto& [k, v] : out.fields) deps(v);
   for (const auto& [k, v] : out.fields) {
     if (v.tag != Value::Tag::Kernel || (k != "preprocess" && k != "postprocess")) continue;
     for (const auto& i : decl.items) {
@@ -332,12 +284,16 @@ Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx
   }
   const ast::StageDecl* trial_stage = nullptr;
   const ast::KernelDecl* trial_kernel = nullptr;
+  const Symbol* trial_sym = nullptr;
   if (trial_expr && trial_expr->kind == ast::ExprKind::Name) {
-    if (const Symbol* s = Lookup(0, trial_expr->text)) {
-      if (s->kind == SymKind::Stage) trial_stage = static_cast<const ast::StageDecl*>(s->decl);
-      if (s->kind == SymKind::Kernel) trial_kernel = static_cast<const ast::KernelDecl*>(s->decl);
-    }
+    trial_sym = Lookup(0, trial_expr->text);
+  } else if (trial_expr && trial_expr->kind == ast::ExprKind::Field &&
+             trial_expr->operands[0]->kind == ast::ExprKind::Name) {  // `lib.kernel`
+    auto a = scopes_[0].aliases.find(trial_expr->operands[0]->text);
+    if (a != scopes_[0].aliases.end()) trial_sym = Lookup(a->second, trial_expr->text);
   }
+  if (trial_sym && trial_sym->kind == SymKind::Stage) trial_stage = static_cast<const ast::StageDecl*>(trial_sym->decl);
+  if (trial_sym && trial_sym->kind == SymKind::Kernel) trial_kernel = static_cast<const ast::KernelDecl*>(trial_sym->decl);
   Value space;
   space.tag = Value::Tag::Map;
   space.range = item.range;
@@ -377,11 +333,20 @@ Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx
       const auto& ts = schema::Stage(schema::StageKind::Train);
       const std::string& head = e.key.parts[0].name;
       const schema::Field* f = FindField(ts, head);
+      auto searchable = [](std::string_view n) {
+        return n != "model" && n != "data" && n != "validate" && n != "resources" && n != "stop";
+      };
       std::vector<std::string> names;
       for (const auto& tf : ts.fields) {
-        if (!tf.block && tf.param.name != "resources") names.emplace_back(tf.param.name);
+        if (!tf.block && searchable(tf.param.name)) names.emplace_back(tf.param.name);
       }
-      if (!f || f->block || head == "model" || head == "data" || head == "validate" || head == "resources") {
+      if (f && !searchable(head)) {
+        diags_.Report(DiagKind::InvalidSearchKey, e.key.parts[0].range,
+                      "`" + head + "` cannot be searched; search hyperparameters such as `optimizer.lr`, "
+                      "`batch_size` or `epochs`");
+        continue;
+      }
+      if (!f || f->block) {
         diags_.Report(DiagKind::InvalidSearchKey, e.key.parts[0].range,
                       "search key `" + key + "` does not name a searchable field of train stage `" +
                           trial_stage->name.name + "`" + DidYouMean(head, names));
@@ -463,6 +428,18 @@ Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx
     }
     space.entries.emplace_back(key, std::move(dist));
   }
+  // A kernel trial is called with every parameter drawn from the space.
+  if (trial_kernel) {
+    for (const auto& kp : trial_kernel->params) {
+      bool covered = false;
+      for (const auto& e : item.block.entries) covered |= e.key.str() == kp.name.name;
+      if (!covered) {
+        diags_.Report(DiagKind::InvalidSearchKey, item.block.range,
+                      "kernel `" + trial_kernel->name.name + "` takes parameter `" + kp.name.name +
+                          "`, but the search space gives it no values; add `" + kp.name.name + ": uniform(...)`");
+      }
+    }
+  }
   (void)out;
   return space;
 }
@@ -533,8 +510,10 @@ void Checker::CheckStageSemantics(CheckedStage& out, EvalCtx& ctx) {
           }
         }
       }
-      if (const Value* search = field("search"); search && search->entries.empty()) {
-        diags_.Report(DiagKind::MissingField, item_range("search"), "the `search` block is empty; add at least one key");
+      for (const auto& i : decl.items) {
+        if (i.kind == ast::ItemKind::Block && i.path.str() == "search" && i.block.entries.empty()) {
+          diags_.Report(DiagKind::MissingField, i.block.range, "the `search` block is empty; add at least one key");
+        }
       }
       break;
     }
@@ -549,6 +528,10 @@ void Checker::CheckStageSemantics(CheckedStage& out, EvalCtx& ctx) {
         if (lo && hi && lo->i > hi->i) {
           diags_.Report(DiagKind::ValueOutOfRange, item_range("autoscale"),
                         "autoscale `min` (" + ToSource(*lo) + ") is larger than `max` (" + ToSource(*hi) + ")");
+        } else if (const Value* replicas = field("replicas"); replicas && lo && hi && (replicas->i < lo->i || replicas->i > hi->i)) {
+          diags_.Report(DiagKind::ValueOutOfRange, item_range("replicas"),
+                        "`replicas` (" + ToSource(*replicas) + ") is the starting count and must lie within autoscale [" +
+                            ToSource(*lo) + ", " + ToSource(*hi) + "]; raise `max` or lower `replicas`");
         }
       }
       break;
@@ -590,15 +573,15 @@ void Checker::ComputeRoles(CheckedStage& st) {
   small.cpu_milli = 100;
   switch (st.kind) {
     case schema::StageKind::Data:
-      st.roles.push_back({"task", static_cast<uint32_t>(int_field("shards", 1)), st.resources, false, false, 0});
+      st.roles.push_back({"task", static_cast<uint32_t>(int_field("shards", 1)), st.resources, false, 1, false, 0});
       break;
     case schema::StageKind::Train: {
       auto n = static_cast<uint32_t>(int_field("workers", 1));
-      st.roles.push_back({"rank", n, st.resources, n > 1, false, 0});
+      st.roles.push_back({"rank", n, st.resources, n > 1, n, false, 0});
       break;
     }
     case schema::StageKind::Tune: {
-      st.roles.push_back({"controller", 1, small, false, true, 0});
+      st.roles.push_back({"controller", 1, small, false, 1, true, 0});
       auto parallel = static_cast<uint32_t>(int_field("parallel", 1));
       ResourceAmounts trial_res = st.resources;
       uint32_t ranks = 1;
@@ -611,7 +594,8 @@ void Checker::ComputeRoles(CheckedStage& st) {
           for (const auto& r : other.roles) ranks = r.count;
         }
       }
-      st.roles.push_back({"trial", parallel * ranks, trial_res, ranks > 1, false, 0});
+      // Each trial is its own gang of the train stage's workers.
+      st.roles.push_back({"trial", parallel * ranks, trial_res, ranks > 1, ranks, false, 0});
       break;
     }
     case schema::StageKind::Serve: {
@@ -622,14 +606,14 @@ void Checker::ComputeRoles(CheckedStage& st) {
           if (const Value* hi = v.Find("max"); hi && hi->i > static_cast<int64_t>(max)) max = static_cast<uint32_t>(hi->i);
         }
       }
-      st.roles.push_back({"ingress", 1, small, false, true, 0});
-      st.roles.push_back({"replica", replicas, st.resources, false, true, max});
+      st.roles.push_back({"ingress", 1, small, false, 1, true, 0});
+      st.roles.push_back({"replica", replicas, st.resources, false, 1, true, max});
       break;
     }
     case schema::StageKind::Rl: {
-      st.roles.push_back({"learner", 1, st.resources, false, true, 0});
+      st.roles.push_back({"learner", 1, st.resources, false, 1, true, 0});
       auto n = static_cast<uint32_t>(int_field("rollout_workers", 1));
-      st.roles.push_back({"rollout", n, st.resources, false, true, 0});
+      st.roles.push_back({"rollout", n, st.resources, false, 1, true, 0});
       break;
     }
   }

@@ -134,25 +134,30 @@ bool WriteFile(const std::string& path, const std::string& data) {
 
 int CmdCheck(const std::vector<std::string>& files, const CommonFlags& f, const std::string& format, bool werror) {
   bool failed = false;
+  std::vector<mlp::Compilation> kept;  // JSON and SARIF describe every file in one document
   for (const auto& file : files) {
     auto c = CompileFile(file, f);
-    if (format == "json") {
-      std::cout << mlp::RenderJson(c.program->sm, c.diags);
-    } else if (format == "sarif") {
-      std::cout << mlp::RenderSarif(c.program->sm, c.diags, MLP_VERSION);
-    } else {
-      std::cerr << mlp::RenderText(c.program->sm, c.diags, UseColor(f.color));
-      if (c.diags.error_count() || c.diags.warning_count()) {
-        auto plural = [](size_t n, const char* w) { return std::to_string(n) + " " + w + (n == 1 ? "" : "s"); };
-        std::cerr << file << ": " << plural(c.diags.error_count(), "error") << ", "
-                  << plural(c.diags.warning_count(), "warning") << "\n";
-      }
+    if (format != "text") {
+      failed |= c.diags.has_errors() || (werror && c.diags.warning_count() > 0);
+      kept.push_back(std::move(c));
+      continue;
+    }
+    std::cerr << mlp::RenderText(c.program->sm, c.diags, UseColor(f.color));
+    if (c.diags.error_count() || c.diags.warning_count()) {
+      auto plural = [](size_t n, const char* w) { return std::to_string(n) + " " + w + (n == 1 ? "" : "s"); };
+      std::cerr << file << ": " << plural(c.diags.error_count(), "error") << ", "
+                << plural(c.diags.warning_count(), "warning") << "\n";
     }
     failed |= c.diags.has_errors() || (werror && c.diags.warning_count() > 0);
     // Like clang's -disable-free: the process exits soon, so skip tearing down
     // the AST and checked pipeline of a large file.
     (void)c.program.release();
     (void)c.checked.release();
+  }
+  if (format != "text") {
+    std::vector<mlp::DiagSource> sources;
+    for (const auto& c : kept) sources.push_back({&c.program->sm, &c.diags});
+    std::cout << (format == "json" ? mlp::RenderJson(sources) : mlp::RenderSarif(sources, MLP_VERSION));
   }
   return failed ? kExitErrors : kExitOk;
 }
