@@ -78,7 +78,7 @@ primary
   | QUANTITY                                              # quantityLit
   | STRING                                                # stringLit
   | (TRUE | FALSE)                                        # boolLit
-  | ident LPAREN (arg (COMMA arg)* COMMA?)? RPAREN        # callExpr
+  | ident (DOT ident)? LPAREN (arg (COMMA arg)* COMMA?)? RPAREN   # callExpr
   | ident                                                 # nameExpr
   | (LPAREN | LPAREN_NL) expr RPAREN                      # parenExpr
   | (LBRACK | LBRACK_NL) (expr (COMMA expr)* COMMA?)? RBRACK   # listExpr

@@ -82,6 +82,7 @@ TEST(ParserDiff, ConstructsParseIdentically) {
       "serve s { route = \"/v1/x\" batching { max_size: 32, wait: 2ms } }",
       "kernel k(x: f32) -> f32 { x\n}\nkernel j(x: f32) -> f32 { k(x) + k(-x) }",
       "data d { source = 1.5.x }",
+      "kernel k(x: f32) -> f32 { lib.k(x) + a.b.c + lib.j(-x, 2) }",
       "data d { source = 2.m }",
   };
   for (const char* s : snippets) EXPECT_TRUE(Compare("snippet.mlp", s)) << "fast parser gave up on:\n" << s;

@@ -3,22 +3,20 @@
 //
 // Long lines. A line-level node (declaration, item, entry, statement, ...)
 // is first printed with every call, list and map on one line. While one of
-// its lines is longer than kMaxColumns, not counting comments, the formatter
-// wraps one call / list / map literal with 2+ items that opens on that line
-// (the first such line, from the top). Of those not inside another one that
-// opens on the same line, it takes the last whose opening delimiter still
-// ends within kMaxColumns, or the first if none does: so `a | f(x, y) |
-// g(z, w)` wraps `g(` when the line up to there fits, else `f(`, leaving the
-// rest on the line of its `)`. A wrapped sequence prints
-// its opening `(`, `[` or `{` where it was, then one item per line, indented
-// one level deeper than the line that opened it and each followed by a
-// comma, then the closing delimiter on its own line at the opening line's
-// indentation; the node is then printed again, and so on until no long line
-// has such a sequence. The choice depends on the AST alone, so formatting
-// again chooses the same. Breaking only after `(`, `[`, `{` and `,`, and
-// before the closing delimiter, is safe: a line that starts with `(`, `[` or
-// `-` begins a new expression, and after a comma that is exactly what an
-// item is.
+// its lines is longer than kMaxColumns (comments not counted), a call, list
+// or map literal with 2+ items that opens on the first such line is wrapped,
+// and the node printed again. Of those not inside another one that opens on
+// that line, the one wrapped is the last whose opening delimiter still ends
+// within kMaxColumns, else the first: `a | f(x, y) | g(z, w)` wraps `g(` when
+// the line up to it fits, else `f(`, leaving the rest on the line of its `)`.
+// A wrapped sequence keeps its opening `(`, `[` or `{` in place, puts each
+// item on a line of its own, indented one level deeper than the line that
+// opened it and followed by a comma, and the closing delimiter on a line of
+// its own at the opening line's indentation. Comments between items stay
+// there. None of this depends on the source's line breaks, so formatting
+// again makes the same choices. Breaking only after `(`, `[`, `{` and `,`,
+// and before a closing delimiter, is safe: a line that starts with `(`, `[`
+// or `-` begins a new expression, and there that is exactly what an item is.
 #include "compiler/format/formatter.h"
 
 #include <algorithm>

@@ -664,6 +664,12 @@ class Parser {
     }
     if (!IsIdentLike(t.type)) throw Bail{};
     auto id = Ident();
+    if (Peek() == T::Dot && IsIdentLike(Peek(1)) && Peek(2) == T::LParen) {  // `lib.kernel(...)`
+      ++pos_;
+      auto member = Ident();
+      id.name += "." + member.name;
+      id.range.end = member.range.end;
+    }
     if (Peek() == T::LParen) {
       ++pos_;
       auto e = std::make_unique<ast::Expr>(ast::ExprKind::Call, Range{});

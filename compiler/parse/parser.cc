@@ -529,9 +529,13 @@ class Builder {
     }
     if (auto* c = dynamic_cast<MlpParser::CallExprContext*>(ctx)) {
       auto e = std::make_unique<ast::Expr>(ast::ExprKind::Call, r);
-      auto id = Ident(c->ident());
-      e->text = id.name;
-      e->name_range = id.range;
+      // The callee, possibly qualified by an import alias: `lib.kernel(...)`.
+      auto ids = c->ident();
+      for (size_t k = 0; k < ids.size(); ++k) {
+        auto id = Ident(ids[k]);
+        e->text += (k ? "." : "") + id.name;
+        e->name_range = k ? Range{file_, e->name_range.begin, id.range.end} : id.range;
+      }
       for (auto* a : c->arg()) {
         ast::Arg arg;
         if (a->ident()) arg.name = Ident(a->ident());

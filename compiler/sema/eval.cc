@@ -148,6 +148,10 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
     }
     case ast::ExprKind::Call: {
       const Symbol* s = Lookup(ctx.module, e.text);
+      if (size_t dot = e.text.find('.'); dot != std::string::npos) {  // `lib.name(...)`
+        auto a = scopes_[ctx.module].aliases.find(std::string_view(e.text).substr(0, dot));
+        if (a != scopes_[ctx.module].aliases.end()) s = Lookup(a->second, std::string_view(e.text).substr(dot + 1));
+      }
       if (s && s->kind == SymKind::Kernel) {
         diags_.Report(DiagKind::TypeMismatch, e.name_range,
                       "kernel `" + e.text + "` cannot be called in a configuration value; pass it by name, "

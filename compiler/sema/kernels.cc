@@ -204,7 +204,13 @@ class KernelTyper {
       }
       return t;
     }
-    const Symbol* s = c_.Lookup(module_, e.text);
+    const Symbol* s = nullptr;
+    if (size_t dot = e.text.find('.'); dot != std::string::npos) {  // `lib.kernel(...)`
+      auto a = c_.scopes_[module_].aliases.find(std::string_view(e.text).substr(0, dot));
+      if (a != c_.scopes_[module_].aliases.end()) s = c_.Lookup(a->second, std::string_view(e.text).substr(dot + 1));
+    } else {
+      s = c_.Lookup(module_, e.text);
+    }
     if (!s || s->kind != SymKind::Kernel) {
       std::vector<std::string> names;
       for (const auto& b : schema::KernelBuiltins()) names.emplace_back(b.name);
