@@ -191,10 +191,7 @@ TEST(CliCheck, JsonFormatOfACleanFileIsEmpty) {
   EXPECT_TRUE(doc["diagnostics"].empty());
 }
 
-// KNOWN BUG (fails until fixed): with several files, `--format json` prints one
-// JSON document per file back to back, which is not one JSON document (and
-// `--format sarif` likewise prints several logs). tools/mlpc/main.cc should
-// gather the diagnostics of all files into one document.
+// With several files, `--format json` prints one document for all of them.
 TEST(CliCheck, JsonFormatOfSeveralFilesIsOneDocument) {
   RunResult r = RunMlpc({"check", "--format", "json", kQuickstart, kFailFile});
   EXPECT_EQ(r.exit_code, 1);
@@ -606,11 +603,7 @@ TEST(CliFmt, PrintsToStdoutWithoutFlags) {
   EXPECT_EQ(ReadFile(file), "data   fashion{\nsource=synthetic(rows:100,features:4)}\n") << "fmt without --write must not write";
 }
 
-// KNOWN ISSUE (fails at the time of writing): `mlpc fmt` rewrites the shipped
-// quickstart: it joins the two-line `idx(...)` call into a 113-column line,
-// collapses the multi-line `search { ... }` block onto one line and drops the
-// `=` alignment. Either the formatter needs a line-width limit and to keep
-// multi-line blocks, or pipelines/quickstart.mlp must be reformatted.
+// The shipped quickstart is in canonical form.
 TEST(CliFmt, QuickstartIsCanonical) {
   RunResult r = RunMlpc({"fmt", "--check", kQuickstart});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;

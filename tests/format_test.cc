@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -100,6 +101,19 @@ void ExpectFormat(const std::string& src, const std::string& expected) {
   EXPECT_EQ(Format(p->sm, *p->file), expected);
   CheckRoundTrip(src, "input");
   CheckRoundTrip(expected, "expected");
+  // The expected text is itself canonical: formatting it changes nothing.
+  auto q = ParseText(expected);
+  ASSERT_FALSE(q->diags.has_errors()) << Messages(*q);
+  EXPECT_EQ(Format(q->sm, *q->file), expected) << "the expected text is not a fixed point";
+}
+
+// The longest line of `text`, in columns.
+size_t LongestLine(const std::string& text) {
+  size_t longest = 0;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) longest = std::max(longest, line.size());
+  return longest;
 }
 
 TEST(FormatTest, EmptyFile) {
@@ -574,7 +588,10 @@ kernel scale(x: f32) -> f32 {  // JIT-compiled through LLVM
 }
 
 data fashion {
-  source    = idx(images: "${data_dir}/train-images-idx3-ubyte.gz", labels: "${data_dir}/train-labels-idx1-ubyte.gz")
+  source    = idx(
+    images: "${data_dir}/train-images-idx3-ubyte.gz",
+    labels: "${data_dir}/train-labels-idx1-ubyte.gz",
+  )
   transform = map(scale) | shuffle(seed: 42)
   split { train: 0.9, val: 0.1 }
   shards = 2
@@ -630,6 +647,327 @@ TEST(FormatTest, CommentsAfterAnOpeningBraceStayOnItsLine) {
       "}\n"
       "\n"
       "resources r {  // none yet\n"
+      "}\n");
+}
+
+TEST(FormatTest, LongCallWrapsOneArgumentPerLine) {
+  // The wrapped item keeps its place in the `=` run (its first line holds
+  // the `=`); the one-line block item still ends the run.
+  ExpectFormat(
+      "data fashion {\n"
+      "  source = idx(images: \"${data_dir}/train-images-idx3-ubyte.gz\", labels: \"${data_dir}/train-labels-idx1-ubyte.gz\")\n"
+      "  transform = map(scale) | shuffle(seed: 42)\n"
+      "  split { train: 0.9, val: 0.1 }\n"
+      "  shards = 2\n"
+      "}\n",
+      "data fashion {\n"
+      "  source    = idx(\n"
+      "    images: \"${data_dir}/train-images-idx3-ubyte.gz\",\n"
+      "    labels: \"${data_dir}/train-labels-idx1-ubyte.gz\",\n"
+      "  )\n"
+      "  transform = map(scale) | shuffle(seed: 42)\n"
+      "  split { train: 0.9, val: 0.1 }\n"
+      "  shards = 2\n"
+      "}\n");
+  // A wrapped source (trailing comma and all) that fits joins one line again.
+  ExpectFormat(
+      "data d {\n"
+      "  source = idx(\n"
+      "    images: \"a\",\n"
+      "    labels: \"b\",\n"
+      "  )\n"
+      "}\n",
+      "data d {\n"
+      "  source = idx(images: \"a\", labels: \"b\")\n"
+      "}\n");
+  // Exactly 100 columns stays on one line; 101 wraps.
+  std::string fits = "param p: list[string] = f(\"" + std::string(63, 'a') + "\", \"bbbb\")\n";
+  ASSERT_EQ(fits.size(), 101u);  // 100 columns and the newline
+  ExpectFormat(fits, fits);
+  ExpectFormat("param p: list[string] = f(\"" + std::string(63, 'a') + "\", \"bbbbb\")\n",
+               "param p: list[string] = f(\n"
+               "  \"" + std::string(63, 'a') + "\",\n"
+               "  \"bbbbb\",\n"
+               ")\n");
+}
+
+TEST(FormatTest, LongListAndMapWrap) {
+  ExpectFormat(
+      "pipeline p {\n"
+      "  layers = [1024, 1024, 512, 512, 256, 256, 128, 128, 64, 64, 32, 32, 16, 16, 8, 8, 4, 4, 2, 2, 1, 1]\n"
+      "  labels = {zero: \"t-shirt\", one: \"trouser\", two: \"pullover\", three: \"dress\", \"four\": \"coat\", five: \"sandal\"}\n"
+      "  short = [1, 2]\n"
+      "}\n",
+      "pipeline p {\n"
+      "  layers = [\n"
+      "    1024,\n"
+      "    1024,\n"
+      "    512,\n"
+      "    512,\n"
+      "    256,\n"
+      "    256,\n"
+      "    128,\n"
+      "    128,\n"
+      "    64,\n"
+      "    64,\n"
+      "    32,\n"
+      "    32,\n"
+      "    16,\n"
+      "    16,\n"
+      "    8,\n"
+      "    8,\n"
+      "    4,\n"
+      "    4,\n"
+      "    2,\n"
+      "    2,\n"
+      "    1,\n"
+      "    1,\n"
+      "  ]\n"
+      "  labels = {\n"
+      "    zero: \"t-shirt\",\n"
+      "    one: \"trouser\",\n"
+      "    two: \"pullover\",\n"
+      "    three: \"dress\",\n"
+      "    \"four\": \"coat\",\n"
+      "    five: \"sandal\",\n"
+      "  }\n"
+      "  short  = [1, 2]\n"
+      "}\n");
+}
+
+TEST(FormatTest, NestedWrapping) {
+  // The outermost sequence wraps first; an argument still too long wraps in
+  // turn, one level deeper. A sequence with one item never wraps.
+  ExpectFormat(
+      "train t {\n"
+      "  model = mlp(hidden: [4096, 4096, 2048, 2048, 1024, 1024, 512, 512, 256, 256, 128, 128, 64, 64, 32, 16, 16, 8, 8, 4, 4], "
+      "classes: 10, dropout: 0.1)\n"
+      "  optimizer = adam(lr: 1e-3)\n"
+      "}\n",
+      "train t {\n"
+      "  model     = mlp(\n"
+      "    hidden: [\n"
+      "      4096,\n"
+      "      4096,\n"
+      "      2048,\n"
+      "      2048,\n"
+      "      1024,\n"
+      "      1024,\n"
+      "      512,\n"
+      "      512,\n"
+      "      256,\n"
+      "      256,\n"
+      "      128,\n"
+      "      128,\n"
+      "      64,\n"
+      "      64,\n"
+      "      32,\n"
+      "      16,\n"
+      "      16,\n"
+      "      8,\n"
+      "      8,\n"
+      "      4,\n"
+      "      4,\n"
+      "    ],\n"
+      "    classes: 10,\n"
+      "    dropout: 0.1,\n"
+      "  )\n"
+      "  optimizer = adam(lr: 1e-3)\n"
+      "}\n");
+  // Of several sequences that open on a long line, the last one whose
+  // opening delimiter is within the limit wraps; what follows its `)` stays
+  // on that line.
+  ExpectFormat(
+      "data d {\n"
+      "  transform = map(scale) | shuffle(seed: 42, buffer_size: 100000) | batch(size: 128, drop_remainder: true)\n"
+      "  augment = map(flip_horizontally) | map(rotate_by_small_angles) | crop(size: 24, padding: 4, mode: \"reflect\") | "
+      "jitter(brightness: 0.4, contrast: 0.4)\n"
+      "}\n",
+      "data d {\n"
+      "  transform = map(scale) | shuffle(seed: 42, buffer_size: 100000) | batch(\n"
+      "    size: 128,\n"
+      "    drop_remainder: true,\n"
+      "  )\n"
+      "  augment   = map(flip_horizontally) | map(rotate_by_small_angles) | crop(\n"
+      "    size: 24,\n"
+      "    padding: 4,\n"
+      "    mode: \"reflect\",\n"
+      "  ) | jitter(brightness: 0.4, contrast: 0.4)\n"
+      "}\n");
+  // Nothing on the line can wrap: it stays long.
+  std::string pipes =
+      "param t: string = map(a) | map(b) | filter(c) | shuffle(seed: 42) | batch(size: 128) | prefetch(n: 4)\n";
+  ASSERT_GT(pipes.size(), 101u);
+  ExpectFormat(pipes, pipes);
+}
+
+TEST(FormatTest, AlignmentPaddingCountsTowardLength) {
+  // Unpadded, `b = f(...)` is 99 columns; padded to the run's `=`, 109.
+  std::string arg(85, 'x');
+  ExpectFormat(
+      "pipeline p {\n"
+      "  b = f(\"" + arg + "\", 1)\n"
+      "  longer_name = 2\n"
+      "}\n",
+      "pipeline p {\n"
+      "  b           = f(\n"
+      "    \"" + arg + "\",\n"
+      "    1,\n"
+      "  )\n"
+      "  longer_name = 2\n"
+      "}\n");
+}
+
+TEST(FormatTest, CommentsInAWrappedCallStayNextToTheirArgument) {
+  // Comments between arguments stay there: on the line where an argument
+  // ends, after its comma; otherwise on their own lines. One inside an
+  // argument is hoisted before the item, and one after `)` trails it.
+  ExpectFormat(
+      "data d {\n"
+      "  source = idx(images: /* in */ \"${data_dir}/train-images-idx3-ubyte.gz\", // the pixels\n"
+      "               /* next */ labels: \"${data_dir}/train-labels-\" + \"idx1-ubyte.gz\" /* last */\n"
+      "               // closing\n"
+      "  )  // why\n"
+      "  workers = 2\n"
+      "}\n",
+      "data d {\n"
+      "  /* in */\n"
+      "  source  = idx(\n"
+      "    images: \"${data_dir}/train-images-idx3-ubyte.gz\",  // the pixels\n"
+      "    /* next */\n"
+      "    labels: \"${data_dir}/train-labels-\" + \"idx1-ubyte.gz\",  /* last */\n"
+      "    // closing\n"
+      "  )  // why\n"
+      "  workers = 2\n"
+      "}\n");
+  // A comment that fits nowhere in order sends all of the item's comments
+  // before it.
+  ExpectFormat(
+      "data d {\n"
+      "  source = idx(images: \"${data_dir}/train-images-idx3-ubyte.gz\", /* a */ labels: \"${data_dir}/labels\") "
+      "| /* b */ shuffle(seed: 1)\n"
+      "}\n",
+      "data d {\n"
+      "  /* a */\n"
+      "  /* b */\n"
+      "  source = idx(\n"
+      "    images: \"${data_dir}/train-images-idx3-ubyte.gz\",\n"
+      "    labels: \"${data_dir}/labels\",\n"
+      "  ) | shuffle(seed: 1)\n"
+      "}\n");
+  // Comments do not count toward the length of a line.
+  std::string line_comment = "// " + std::string(90, 'c');
+  ExpectFormat(
+      "data d {\n"
+      "  source = idx(images: pair(\"" + std::string(60, 'i') + "\", 1), " + line_comment + "\n"
+      "               labels: \"" + std::string(60, 'l') + "\")\n"
+      "}\n",
+      "data d {\n"
+      "  source = idx(\n"
+      "    images: pair(\"" + std::string(60, 'i') + "\", 1),  " + line_comment + "\n"
+      "    labels: \"" + std::string(60, 'l') + "\",\n"
+      "  )\n"
+      "}\n");
+}
+
+TEST(FormatTest, WrappedArgumentsStartingWithParenBracketOrMinus) {
+  // Each argument after a line break begins a new expression, so `-x`,
+  // `(a + b) * c` and `[x, x][0]` at the start of a line are arguments, not
+  // the continuation of the line before.
+  const std::string expected =
+      "kernel k(x: f32) -> f32 {\n"
+      "  let y = clamp_to_range_with_a_long_name(\n"
+      "    -x * 2.0,\n"
+      "    (x + 1.0) * 3.0,\n"
+      "    [x, x][0],\n"
+      "    -1000000.0,\n"
+      "    1000000.0,\n"
+      "  )\n"
+      "  -y\n"
+      "}\n"
+      "\n"
+      "param grid: list[list[float]] = [\n"
+      "  [-1.0, -0.5, 0.0, 0.5, 1.0],\n"
+      "  [-2.0, -1.0, 0.0, 1.0, 2.0],\n"
+      "  -[3.0, 1.5, 0.0, -1.5, -3.0],\n"
+      "  (a + b) * c,\n"
+      "]\n";
+  ExpectFormat(
+      "kernel k(x: f32) -> f32 {\n"
+      "  let y = clamp_to_range_with_a_long_name(-x * 2.0, (x + 1.0) * 3.0, [x, x][0], -1000000.0, 1000000.0)\n"
+      "  -y\n"
+      "}\n"
+      "param grid: list[list[float]] = [[-1.0, -0.5, 0.0, 0.5, 1.0], [-2.0, -1.0, 0.0, 1.0, 2.0], "
+      "-[3.0, 1.5, 0.0, -1.5, -3.0], (a + b) * c]\n",
+      expected);
+  // Parsed back, every line-initial `(`, `[` and `-` began an argument: the
+  // call still has five arguments and the list four elements.
+  auto p = ParseText(expected);
+  ASSERT_FALSE(p->diags.has_errors()) << Messages(*p);
+  ASSERT_EQ(p->file->decls.size(), 2u);
+  const auto& k = static_cast<const ast::KernelDecl&>(*p->file->decls[0]);
+  ASSERT_EQ(k.body.stmts.size(), 1u);
+  ASSERT_TRUE(k.body.stmts[0].value);
+  EXPECT_EQ(k.body.stmts[0].value->kind, ast::ExprKind::Call);
+  EXPECT_EQ(k.body.stmts[0].value->args.size(), 5u);
+  ASSERT_TRUE(k.body.result);
+  EXPECT_EQ(k.body.result->kind, ast::ExprKind::Unary);
+  const auto& g = static_cast<const ast::ParamDecl&>(*p->file->decls[1]);
+  ASSERT_TRUE(g.default_value);
+  EXPECT_EQ(g.default_value->kind, ast::ExprKind::List);
+  EXPECT_EQ(g.default_value->operands.size(), 4u);
+  EXPECT_LE(LongestLine(expected), 100u);
+}
+
+TEST(FormatTest, WrappingInBlocksKernelsAndEnvs) {
+  // Each line-level node wraps on its own: settings entries, state fields,
+  // env items and kernel statements; a wrapped call may hold an `if`.
+  ExpectFormat(
+      "kernel g(x: f32) -> f32 {\n"
+      "  let w = combine(if x > 0.0 { 1.0 } else { 2.0 }, some_function_with_a_long_name(x, x, x), other(x, 1.0))\n"
+      "  w\n"
+      "}\n"
+      "serve s {\n"
+      "  labels { names: {zero: \"t-shirt\", one: \"trouser\", two: \"pullover\", three: \"dress\", four: \"coat\", five: \"sandal\"} }\n"
+      "}\n"
+      "env e {\n"
+      "  state { x: f32 = 0.0, v: f32 = initialise(-0.05, 0.05, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0) }\n"
+      "  observe [x, v, something_quite_long_here, another_quite_long_name, yet_another_long_observed_value]\n"
+      "}\n",
+      "kernel g(x: f32) -> f32 {\n"
+      "  let w = combine(\n"
+      "    if x > 0.0 { 1.0 } else { 2.0 },\n"
+      "    some_function_with_a_long_name(x, x, x),\n"
+      "    other(x, 1.0),\n"
+      "  )\n"
+      "  w\n"
+      "}\n"
+      "\n"
+      "serve s {\n"
+      "  labels {\n"
+      "    names: {\n"
+      "      zero: \"t-shirt\",\n"
+      "      one: \"trouser\",\n"
+      "      two: \"pullover\",\n"
+      "      three: \"dress\",\n"
+      "      four: \"coat\",\n"
+      "      five: \"sandal\",\n"
+      "    }\n"
+      "  }\n"
+      "}\n"
+      "\n"
+      "env e {\n"
+      "  state {\n"
+      "    x: f32 = 0.0\n"
+      "    v: f32 = initialise(-0.05, 0.05, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)\n"
+      "  }\n"
+      "  observe [\n"
+      "    x,\n"
+      "    v,\n"
+      "    something_quite_long_here,\n"
+      "    another_quite_long_name,\n"
+      "    yet_another_long_observed_value,\n"
+      "  ]\n"
       "}\n");
 }
 

@@ -965,6 +965,32 @@ class Formatter {
     }
   }
 
+  static constexpr int kMaxInlineIfDepth = 4;
+
+  // How deeply `if` expressions nest in `e`, counting `e` itself.
+  static int IfDepth(const ast::Expr& e) {
+    int inner = 0;
+    auto block = [&](const ast::KBlock* b) {
+      if (!b) return;
+      for (const auto& st : b->stmts) {
+        if (st.value) inner = std::max(inner, IfDepth(*st.value));
+      }
+      if (b->result) inner = std::max(inner, IfDepth(*b->result));
+    };
+    for (const auto& o : e.operands) {
+      if (o) inner = std::max(inner, IfDepth(*o));
+    }
+    for (const auto& a : e.args) {
+      if (a.value) inner = std::max(inner, IfDepth(*a.value));
+    }
+    for (const auto& m : e.entries) {
+      if (m.value) inner = std::max(inner, IfDepth(*m.value));
+    }
+    block(e.then_block.get());
+    block(e.else_block.get());
+    return inner + (e.kind == ast::ExprKind::If ? 1 : 0);
+  }
+
   // `if c { a } else { b }` on one line when no block has statements or
   // comments and the line fits; else the blocks one statement per line, with
   // `} else if c {` for else-if chains.
@@ -985,7 +1011,10 @@ class Formatter {
     static const ast::KBlock kEmpty;
     auto block = [](const ast::KBlock* b) -> const ast::KBlock& { return b ? *b : kEmpty; };
 
-    bool inline_ok = true;
+    // Trying the inline form renders the branches twice; bounding it by the
+    // nesting of `if`s keeps deeply nested input linear (an inline `if` four
+    // deep would not fit in a line anyway).
+    bool inline_ok = IfDepth(e) <= kMaxInlineIfDepth;
     auto check = [&](const ast::KBlock& b) {
       inline_ok = inline_ok && b.stmts.empty() && !AnyIn(sc, Interior(b.range));
     };

@@ -115,6 +115,7 @@ class Checker {
   StringMap<std::vector<std::string>> stage_outputs_;  // main-module stages
   StringMap<const ast::StageDecl*> stages_by_name_;
     std::map<std::string, ResourceAmounts> profiles_;
+  std::vector<std::vector<size_t>> dep_graph_;  // per stage (source order): indices of its deps
   bool has_default_profile_ = false;
   StringMap<std::vector<std::string>> kernel_closure_;  // kernel -> itself + callees
   // Kernel signatures, for calls between kernels and map/filter checks.

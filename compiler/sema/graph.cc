@@ -2,6 +2,7 @@
 // declarations and whether the declared cluster can hold every stage.
 #include <algorithm>
 #include <functional>
+#include <queue>
 
 #include "compiler/sema/checker.h"
 #include "compiler/sema/units.h"
@@ -23,7 +24,8 @@ static std::vector<std::vector<size_t>> DepGraph(const std::vector<CheckedStage>
 
 void Checker::CheckCycles() {
   const auto& stages = out_->stages;
-  auto deps = DepGraph(stages);
+  dep_graph_ = DepGraph(stages);
+  const auto& deps = dep_graph_;
   std::vector<int> state(stages.size(), 0);
   std::vector<size_t> stack;
   std::set<std::vector<size_t>> reported;
@@ -77,7 +79,7 @@ void Checker::CheckCycles() {
 // Kahn's algorithm; ties keep source order so that plans are stable.
 void Checker::SortStages() {
   auto& stages = out_->stages;
-  auto deps = DepGraph(stages);
+  const auto& deps = dep_graph_;  // from CheckCycles, in source order
   std::vector<size_t> indegree(stages.size(), 0);
   std::vector<std::vector<size_t>> users(stages.size());
   for (size_t k = 0; k < stages.size(); ++k) {
@@ -86,18 +88,19 @@ void Checker::SortStages() {
       users[d].push_back(k);
     }
   }
-  std::set<size_t> ready;
+  // A min-heap of ready stages by source position.
+  std::priority_queue<size_t, std::vector<size_t>, std::greater<>> ready;
   for (size_t k = 0; k < stages.size(); ++k) {
-    if (indegree[k] == 0) ready.insert(k);
+    if (indegree[k] == 0) ready.push(k);
   }
   std::vector<size_t> order;
   order.reserve(stages.size());
   while (!ready.empty()) {
-    size_t k = *ready.begin();
-    ready.erase(ready.begin());
+    size_t k = ready.top();
+    ready.pop();
     order.push_back(k);
     for (size_t u : users[k]) {
-      if (--indegree[u] == 0) ready.insert(u);
+      if (--indegree[u] == 0) ready.push(u);
     }
   }
   for (size_t k = 0; k < stages.size(); ++k) {  // stages on a cycle (already reported)
