@@ -12,6 +12,8 @@ PACKAGES=(
   protobuf-compiler libprotobuf-dev
   # libraries: JSON (nlohmann), CLI parsing (CLI11), SHA-256 content hashes (OpenSSL)
   nlohmann-json3-dev libcli11-dev libssl-dev
+  # a faster malloc for the many small allocations of the front end
+  libmimalloc-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3 snakemake
 )

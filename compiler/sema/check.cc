@@ -35,7 +35,6 @@ std::unique_ptr<CheckedPipeline> Checker::Run() {
   CheckProfiles();
   CheckKernels();
   CheckEnvs();
-  CollectStageOutputs();
   for (const auto& d : program_.modules[0].ast->decls) {
     if (d->kind != ast::DeclKind::Stage) continue;
     const auto& sd = static_cast<const ast::StageDecl&>(*d);

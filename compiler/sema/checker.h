@@ -81,7 +81,9 @@ class Checker {
   std::string StageOutputsList(const std::string& stage) const;
 
   // --- stages.cc
-  void CollectStageOutputs();
+  // A stage's outputs: its kind's, plus a data stage's split names.
+  std::vector<std::string> StageOutputs(const ast::StageDecl& sd) const;
+  bool HasOutput(const ast::StageDecl& sd, std::string_view name) const;
   void CheckStage(const ast::StageDecl& decl, CheckedStage& out);
   Value CheckBlock(const ast::Item& item, const schema::Field& field, EvalCtx& ctx);
   Value CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx& ctx);
@@ -112,7 +114,6 @@ class Checker {
   std::map<const ast::Decl*, Value> param_values_;
   std::set<const ast::Decl*> params_in_progress_;
   std::set<const ast::Decl*> used_;  // params, stages, kernels, envs referenced anywhere
-  StringMap<std::vector<std::string>> stage_outputs_;  // main-module stages
   StringMap<const ast::StageDecl*> stages_by_name_;
     std::map<std::string, ResourceAmounts> profiles_;
   std::vector<std::vector<size_t>> dep_graph_;  // per stage (source order): indices of its deps

@@ -31,12 +31,13 @@ std::string Checker::What(const EvalCtx& ctx) const {
 }
 
 std::string Checker::StageOutputsList(const std::string& stage) const {
-  auto it = stage_outputs_.find(stage);
-  if (it == stage_outputs_.end()) return "";
+  auto it = stages_by_name_.find(stage);
+  if (it == stages_by_name_.end()) return "";
+  auto outs = StageOutputs(*it->second);
   std::string s;
-  for (size_t k = 0; k < it->second.size(); ++k) {
-    if (k) s += k + 1 == it->second.size() ? " and " : ", ";
-    s += "`" + it->second[k] + "`";
+  for (size_t k = 0; k < outs.size(); ++k) {
+    if (k) s += k + 1 == outs.size() ? " and " : ", ";
+    s += "`" + outs[k] + "`";
   }
   return s;
 }
@@ -116,9 +117,9 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
         if (s && s->kind == SymKind::Stage) {
           Value v = EvalName(base, base.text, base.range, ctx.module, {Kind::Any, Kind::Any}, ctx);
           if (v.is_error()) return v;
-          const auto& outs = stage_outputs_.find(base.text)->second;
-          if (std::find(outs.begin(), outs.end(), e.text) == outs.end()) {
+          if (!HasOutput(*static_cast<const ast::StageDecl*>(s->decl), e.text)) {
             const auto* sd = static_cast<const ast::StageDecl*>(s->decl);
+            auto outs = StageOutputs(*sd);
             diags_.Report(DiagKind::UnknownOutput, e.name_range,
                           std::string(ast::Spelling(sd->stage_kind)) + " stage `" + base.text +
                               "` has no output `" + e.text + "`" + DidYouMean(e.text, outs) + " (its outputs: " +
@@ -435,7 +436,7 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
         if (o.kind == want.kind && match.empty()) match = std::string(o.name);
       }
       if (match.empty() && sd->stage_kind == ast::StageKind::Data && want.kind == Kind::Dataset) {
-        const auto& outs = stage_outputs_.find(v.s)->second;
+        auto outs = StageOutputs(*sd);
         if (outs.size() > 1) match = outs[1];
       }
       if (!match.empty()) {
@@ -600,7 +601,7 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
     case Kind::Dataset:
       if (!(v.tag == Value::Tag::Ref && v.kind == Kind::Dataset)) {
         return mismatch("a dataset, i.e. a data stage's output such as `" +
-                        (stage_outputs_.empty() ? std::string("prep.train") : "stage.train") + "`");
+                        std::string("stage.train") + "`");
       }
       break;
     case Kind::Model:

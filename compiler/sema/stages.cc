@@ -21,20 +21,33 @@ static std::string StageWhat(const ast::StageDecl& d) {
   return std::string(ast::Spelling(d.stage_kind)) + " stage `" + d.name.name + "`";
 }
 
-void Checker::CollectStageOutputs() {
-  for (const auto& [name, sd] : stages_by_name_) {
-    const auto& schema = schema::Stage(static_cast<schema::StageKind>(sd->stage_kind));
-    std::vector<std::string> outs;
-    for (const auto& o : schema.outputs) outs.emplace_back(o.name);
-    if (sd->stage_kind == ast::StageKind::Data) {
-      for (const auto& item : sd->items) {
-        if (item.kind == ast::ItemKind::Block && item.path.str() == "split") {
-          for (const auto& e : item.block.entries) outs.push_back(e.key.str());
-        }
+std::vector<std::string> Checker::StageOutputs(const ast::StageDecl& sd) const {
+  const auto& schema = schema::Stage(static_cast<schema::StageKind>(sd.stage_kind));
+  std::vector<std::string> outs;
+  for (const auto& o : schema.outputs) outs.emplace_back(o.name);
+  if (sd.stage_kind == ast::StageKind::Data) {
+    for (const auto& item : sd.items) {
+      if (item.kind == ast::ItemKind::Block && item.path.parts.size() == 1 && item.path.parts[0].name == "split") {
+        for (const auto& e : item.block.entries) outs.push_back(e.key.str());
       }
     }
-    stage_outputs_[name] = std::move(outs);
   }
+  return outs;
+}
+
+bool Checker::HasOutput(const ast::StageDecl& sd, std::string_view name) const {
+  for (const auto& o : schema::Stage(static_cast<schema::StageKind>(sd.stage_kind)).outputs) {
+    if (o.name == name) return true;
+  }
+  if (sd.stage_kind != ast::StageKind::Data) return false;
+  for (const auto& item : sd.items) {
+    if (item.kind == ast::ItemKind::Block && item.path.parts.size() == 1 && item.path.parts[0].name == "split") {
+      for (const auto& e : item.block.entries) {
+        if (e.key.parts.size() == 1 && e.key.parts[0].name == name) return true;
+      }
+    }
+  }
+  return false;
 }
 
 ResourceAmounts Checker::ResourcesOf(const ast::SettingsBlock& block, ResourceAmounts base, EvalCtx& ctx) {
