@@ -166,6 +166,9 @@ ID       : [a-zA-Z_] [a-zA-Z_0-9]* ;
 
 LINE_COMMENT  : '//' ~[\r\n]* -> channel(2) ;
 BLOCK_COMMENT : '/*' .*? '*/' -> channel(2) ;
+// A `/*` with no `*/` after it: one token to the end of the file (without it
+// the lexer would retry the comment at every later `/*`, in quadratic time).
+UNTERMINATED_COMMENT : '/*' ( ~'*' | '*'+ ~[*/] )* '*'* EOF ;
 WS            : [ \t\r\n]+ -> skip ;
 ERROR_CHAR    : . ;
 

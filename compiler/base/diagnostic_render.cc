@@ -30,17 +30,28 @@ void RenderOne(const SourceManager& sm, Range range, Severity sev, const std::st
          reset + (color ? Color(sev) : "") + std::string(SeverityName(sev)) + ":" + reset + " " + bold + message + reset +
          "\n";
   std::string_view line = sm.LineText(range.file, b.line);
-  std::string shown;
+  LineCol e = sm.Position(range.file, range.end);
+  size_t start = b.col - 1;
+  size_t end = e.line == b.line ? std::max<size_t>(e.col - 1, start + 1) : line.size();
+  if (end > line.size()) end = std::max(line.size(), start + 1);
+  // A very long line is shown as a window around the range.
+  constexpr size_t kWindow = 120;
+  std::string prefix;
+  if (line.size() > kWindow * 2) {
+    size_t from = start > kWindow / 2 ? start - kWindow / 2 : 0;
+    line = line.substr(from, kWindow);
+    if (from > 0) prefix = "...";
+    start = start - from + prefix.size();
+    end = std::min(end - from, line.size()) + prefix.size();
+    if (end <= start) end = start + 1;
+  }
+  std::string shown = prefix;
   std::string caret;
   for (size_t k = 0; k < line.size(); ++k) {
     // Tabs become one space so that the caret stays under the right column.
     char c = line[k] == '\t' ? ' ' : line[k];
     shown += c;
   }
-  LineCol e = sm.Position(range.file, range.end);
-  size_t start = b.col - 1;
-  size_t end = e.line == b.line ? std::max<size_t>(e.col - 1, start + 1) : line.size();
-  if (end > line.size()) end = std::max(line.size(), start + 1);
   caret.assign(start, ' ');
   caret += '^';
   if (end > start + 1) caret.append(end - start - 1, '~');
@@ -66,6 +77,9 @@ std::string RenderText(const SourceManager& sm, const Diagnostics& diags, bool c
     RenderOne(sm, d.range, d.severity, d.message, color, out);
     for (const auto& n : d.notes) RenderOne(sm, n.range, Severity::Note, n.message, color, out);
   }
+  if (diags.dropped()) {
+    out += "mlpc: note: " + std::to_string(diags.dropped()) + " more diagnostics not shown\n";
+  }
   return out;
 }
 
@@ -85,8 +99,10 @@ std::string RenderJson(const std::vector<DiagSource>& sources) {
                       {"notes", notes}});
     }
   }
-  nlohmann::json doc = {{"diagnostics", list}, {"errors", errors}, {"warnings", warnings}};
-  return doc.dump(2) + "\n";
+  size_t not_shown = 0;
+  for (const auto& src : sources) not_shown += src.diags->dropped();
+  nlohmann::json doc = {{"diagnostics", list}, {"errors", errors}, {"warnings", warnings}, {"not_shown", not_shown}};
+  return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 std::string RenderSarif(const std::vector<DiagSource>& sources, const std::string& tool_version) {
@@ -96,7 +112,9 @@ std::string RenderSarif(const std::vector<DiagSource>& sources, const std::strin
                      {"defaultConfiguration", {{"level", k.severity == Severity::Error ? "error" : "warning"}}}});
   }
   nlohmann::json results = nlohmann::json::array();
-  for (const auto& [sm, diags] : sources) {
+  for (const auto& src : sources) {
+    const SourceManager* sm = src.sm;
+    const Diagnostics* diags = src.diags;
     auto physical = [&](Range r) -> nlohmann::json {
       LineCol b = sm->Position(r.file, r.begin);
       LineCol e = sm->Position(r.file, r.end);
@@ -126,7 +144,7 @@ std::string RenderSarif(const std::vector<DiagSource>& sources, const std::strin
       {"runs",
        {{{"tool", {{"driver", {{"name", "mlpc"}, {"version", tool_version}, {"rules", rules}}}}},
          {"results", results}}}}};
-  return doc.dump(2) + "\n";
+  return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace mlp

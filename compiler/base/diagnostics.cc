@@ -30,11 +30,17 @@ Diagnostic& Diagnostics::Report(DiagKind kind, Range range, std::string message)
   Severity sev = Info(kind).severity;
   if (sev == Severity::Error) ++errors_;
   if (sev == Severity::Warning) ++warnings_;
+  if (diags_.size() >= kMaxKept) {
+    ++dropped_;
+    overflow_ = Diagnostic{kind, sev, range, {}, {}};
+    return overflow_;
+  }
   diags_.push_back(Diagnostic{kind, sev, range, std::move(message), {}});
   return diags_.back();
 }
 
 void Diagnostics::AddNote(Range range, std::string message) {
+  if (dropped_ > 0) return;  // the note belongs to a dropped diagnostic
   if (!diags_.empty()) diags_.back().notes.push_back({range, std::move(message)});
 }
 

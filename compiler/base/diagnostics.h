@@ -47,6 +47,10 @@ class Diagnostics {
   Diagnostic& Report(DiagKind kind, Range range, std::string message);
   void AddNote(Range range, std::string message);  // to the last diagnostic
   const std::vector<Diagnostic>& all() const { return diags_; }
+  // Past kMaxKept, diagnostics are counted but not kept (a file of 100,000
+  // stray bytes must not print 100,000 errors).
+  static constexpr size_t kMaxKept = 200;
+  size_t dropped() const { return dropped_; }
   size_t error_count() const { return errors_; }
   size_t warning_count() const { return warnings_; }
   bool has_errors() const { return errors_ > 0; }
@@ -55,6 +59,8 @@ class Diagnostics {
 
  private:
   std::vector<Diagnostic> diags_;
+  Diagnostic overflow_;  // receives what is reported past kMaxKept
+  size_t dropped_ = 0;
   size_t errors_ = 0;
   size_t warnings_ = 0;
 };

@@ -515,13 +515,17 @@ class Formatter {
       WrapState flat;
       WrapState* saved = wrap_;
       wrap_ = &flat;
-      for (size_t i = 0; i < nodes.size(); ++i) {
+      bool fits = true;
+      for (size_t i = 0; i < nodes.size() && fits; ++i) {
         if (i) one += ", ";
         one += nodes[i].render(ind, EndColumn(one, col), sc);
+        // Stop as soon as it cannot fit: a block of thousands of entries
+        // must not be rendered (and measured) on one line.
+        fits = !HasNewline(std::string_view(one).substr(from)) && EndColumn(one, col) <= kMaxColumns;
       }
       wrap_ = saved;
       one += " }";
-      if (!HasNewline(std::string_view(one).substr(from)) && EndColumn(one, col) <= kMaxColumns) {
+      if (fits && EndColumn(one, col) <= kMaxColumns) {
         out = std::move(one);
         return;
       }

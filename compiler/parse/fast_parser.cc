@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "compiler/base/utf8.h"
 #include "compiler/parse/parser.h"
 
 namespace mlp {
@@ -245,6 +246,7 @@ class Parser {
   }
 
   ast::TypeRef Type() {
+    if (++depth_ > kMaxParseNesting) throw Bail{};
     ast::TypeRef t;
     uint32_t b = Begin();
     t.name = Ident();
@@ -253,6 +255,7 @@ class Parser {
       Expect(T::RBrack);
     }
     t.range = From(b);
+    --depth_;
     return t;
   }
 
@@ -698,6 +701,8 @@ class Parser {
   }
 
   ast::ExprPtr If() {
+    // `else if` chains nest like brackets do.
+    if (++depth_ > kMaxParseNesting) throw Bail{};
     uint32_t b = Begin();
     Expect(T::If);
     auto e = std::make_unique<ast::Expr>(ast::ExprKind::If, Range{});
@@ -713,6 +718,7 @@ class Parser {
       *e->else_block = KBlock();
     }
     e->range = From(b);
+    --depth_;
     return e;
   }
 
@@ -799,11 +805,8 @@ std::unique_ptr<ast::File> FastParse(const SourceManager& sm, FileId file) {
       ++i;
       continue;
     }
-    size_t len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (len == 0 || (len == 2 && c < 0xc2) || i + len > text.size()) return nullptr;
-    for (size_t k = 1; k < len; ++k) {
-      if ((static_cast<unsigned char>(text[i + k]) >> 6) != 2) return nullptr;
-    }
+    size_t len = Utf8SequenceLength(text, i);
+    if (len == 0) return nullptr;
     i += len;
   }
   auto out = std::make_unique<ast::File>();

@@ -2,6 +2,7 @@
 // throw and never crash on bad input, plus the parse-tree -> AST builder.
 #include "compiler/parse/parser.h"
 
+#include "compiler/base/utf8.h"
 #include "compiler/parse/fast_parser.h"
 
 #include <cerrno>
@@ -27,12 +28,8 @@ size_t SanitizeUtf8(std::string& s) {
   size_t first_bad = std::string::npos;
   size_t i = 0;
   while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = len > 0 && i + len <= s.size();
-    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
-    if (ok && len == 2 && c < 0xc2) ok = false;  // overlong
-    if (!ok) {
+    size_t len = Utf8SequenceLength(s, i);
+    if (len == 0) {
       if (first_bad == std::string::npos) first_bad = i;
       s[i] = '?';
       len = 1;
@@ -145,7 +142,10 @@ class SyntaxErrorListener : public antlr4::BaseErrorListener {
     if (++count_ > kMaxErrors) return;
     std::string text = tok->getText();
     // Lexical errors are reported from the token stream (see ReportLexicalErrors).
-    if (tok->getType() == MlpParser::ERROR_CHAR || tok->getType() == MlpParser::UNTERMINATED_STRING) return;
+    if (tok->getType() == MlpParser::ERROR_CHAR || tok->getType() == MlpParser::UNTERMINATED_STRING ||
+        tok->getType() == MlpParser::UNTERMINATED_COMMENT) {
+      return;
+    }
     auto* parser = dynamic_cast<antlr4::Parser*>(recognizer);
     std::string what = tok->getType() == antlr4::Token::EOF ? "end of file"
                                                             : Quote(text);
@@ -761,8 +761,13 @@ std::unique_ptr<ast::File> ParseWithAntlr(const SourceManager& sm, FileId file, 
   OffsetMap offsets(lexed->text);
   // The ANTLR parser recurses once or more per bracket and prefix operator:
   // refuse input that would exhaust the stack before it starts.
+  // Also: an `else if` chain nests one level per link until its final
+  // `else {` at the same brace depth, and a long run of operators makes an
+  // expression as deep (and ANTLR's left recursion slow), so both count too.
   {
-    int depth = 0, prefix_run = 0;
+    int depth = 0, prefix_run = 0, operator_run = 0;
+    std::vector<int> chains;  // brace depth of each open `else if` link
+    size_t prev = antlr4::Token::INVALID_TYPE;
     for (auto* t : lexed->tokens->getTokens()) {
       if (t->getChannel() != antlr4::Token::DEFAULT_CHANNEL) continue;
       size_t type = t->getType();
@@ -770,9 +775,23 @@ std::unique_ptr<ast::File> ParseWithAntlr(const SourceManager& sm, FileId file, 
                   type == MlpParser::LBRACK_NL || type == MlpParser::LBRACE;
       bool close = type == MlpParser::RPAREN || type == MlpParser::RBRACK || type == MlpParser::RBRACE;
       bool prefix = type == MlpParser::MINUS || type == MlpParser::MINUS_NL || type == MlpParser::NOT;
+      bool binary = type == MlpParser::PLUS || type == MlpParser::MINUS || type == MlpParser::STAR ||
+                    type == MlpParser::SLASH || type == MlpParser::PERCENT || type == MlpParser::LT ||
+                    type == MlpParser::LE || type == MlpParser::GT || type == MlpParser::GE || type == MlpParser::EQ ||
+                    type == MlpParser::NE || type == MlpParser::AND || type == MlpParser::OR ||
+                    type == MlpParser::PIPE || type == MlpParser::DOT || type == MlpParser::LBRACK;
+      bool boundary = type == MlpParser::ASSIGN || type == MlpParser::COLON || type == MlpParser::COMMA ||
+                      type == MlpParser::LBRACE || type == MlpParser::RBRACE || type == MlpParser::SEMI;
+      if (prev == MlpParser::ELSE && type == MlpParser::IF) chains.push_back(depth);
+      if (prev == MlpParser::ELSE && type == MlpParser::LBRACE) {
+        while (!chains.empty() && chains.back() == depth) chains.pop_back();
+      }
       depth += open ? 1 : close ? -1 : 0;
       prefix_run = prefix ? prefix_run + 1 : 0;
-      if (depth > kMaxParseNesting || prefix_run > kMaxParseNesting) {
+      operator_run = boundary ? 0 : operator_run + (binary ? 1 : 0);
+      prev = type;
+      int nesting = depth + static_cast<int>(chains.size());
+      if (nesting > kMaxParseNesting || prefix_run > kMaxParseNesting || operator_run > kMaxParseNesting) {
         uint32_t b = offsets.Byte(t->getStartIndex());
         diags.Report(DiagKind::SyntaxError, Range{file, b, offsets.Byte(t->getStopIndex() + 1)},
                      "brackets or operators nest deeper than " + std::to_string(kMaxParseNesting) +
@@ -789,6 +808,9 @@ std::unique_ptr<ast::File> ParseWithAntlr(const SourceManager& sm, FileId file, 
       diags.Report(DiagKind::InvalidCharacter, r, "invalid character " + Quote(t->getText()) + " in source");
     } else if (t->getType() == MlpParser::UNTERMINATED_STRING) {
       diags.Report(DiagKind::UnterminatedString, r, "unterminated string literal; add a closing `\"` on the same line");
+    } else if (t->getType() == MlpParser::UNTERMINATED_COMMENT) {
+      r.end = r.begin + 2;
+      diags.Report(DiagKind::SyntaxError, r, "unterminated `/*` comment; close it with `*/`");
     }
   }
   MlpParser parser(lexed->tokens.get());

@@ -90,7 +90,7 @@ std::string GraphJson(const pb::Plan& plan) {
     }
   }
   nlohmann::json doc = {{"pipeline", plan.pipeline()}, {"nodes", nodes}, {"edges", edges}};
-  return doc.dump(2) + "\n";
+  return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace mlp

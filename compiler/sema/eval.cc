@@ -197,9 +197,11 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
       Value v;
       v.tag = Value::Tag::Map;
       v.range = e.range;
+      std::map<std::string_view, Range> keys;
       for (const auto& entry : e.entries) {
-        if (v.Find(entry.key.name)) {
+        if (auto [it, inserted] = keys.emplace(entry.key.name, entry.key.range); !inserted) {
           diags_.Report(DiagKind::DuplicateField, entry.key.range, "key `" + entry.key.name + "` appears twice");
+          diags_.AddNote(it->second, "first given here");
           return Value::Error();
         }
         Value iv = Eval(*entry.value, {Kind::Any, Kind::Any}, ctx);

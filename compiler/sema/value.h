@@ -14,6 +14,7 @@
 namespace mlp {
 
 struct Value {
+  Value() = default;  // not an aggregate: clang needs it complete inside std::pair below
   enum class Tag : uint8_t {
     Error,      // a value whose error was already reported
     Int, Float, Bool, String, Path,
