@@ -12,6 +12,7 @@
 
 #include "compiler/base/utf8.h"
 #include "compiler/parse/parser.h"
+#include "compiler/parse/string_literal.h"
 
 namespace mlp {
 namespace {
@@ -745,43 +746,10 @@ class Parser {
   }
 
   ast::ExprPtr String(const Tok& t) {
-    Range r{file_, t.begin, t.end};
-    auto e = std::make_unique<ast::Expr>(ast::ExprKind::String, r);
+    auto e = std::make_unique<ast::Expr>(ast::ExprKind::String, Range{file_, t.begin, t.end});
     std::string_view src = s_.substr(t.begin, t.end - t.begin);
     e->text = std::string(src);
-    std::string cur;
-    auto flush = [&] {
-      if (!cur.empty()) e->parts.push_back({false, std::move(cur), {}});
-      cur.clear();
-    };
-    for (size_t i = 1; i + 1 < src.size(); ++i) {
-      char c = src[i];
-      if (c == '\\') {
-        char n = src[++i];
-        switch (n) {
-          case 'n': cur += '\n'; break;
-          case 't': cur += '\t'; break;
-          case '\\': cur += '\\'; break;
-          case '"': cur += '"'; break;
-          case '$': cur += '$'; break;
-          default: throw Bail{};
-        }
-      } else if (c == '$' && i + 1 < src.size() - 1 && src[i + 1] == '{') {
-        size_t close = src.find('}', i + 2);
-        if (close == std::string_view::npos || close >= src.size() - 1) throw Bail{};
-        flush();
-        std::string name(src.substr(i + 2, close - i - 2));
-        bool ok = !name.empty() && !Digit(name[0]);
-        for (char ch : name) ok &= Alpha(ch) || Digit(ch) || ch == '_';
-        if (!ok) throw Bail{};
-        Range nr{file_, t.begin + static_cast<uint32_t>(i + 2), t.begin + static_cast<uint32_t>(close)};
-        e->parts.push_back({true, std::move(name), nr});
-        i = close;
-      } else {
-        cur += c;
-      }
-    }
-    flush();
+    if (!DecodeStringLiteral(src, file_, t.begin, e->parts).empty()) throw Bail{};
     return e;
   }
 

@@ -4,6 +4,7 @@
 
 #include "compiler/base/utf8.h"
 #include "compiler/parse/fast_parser.h"
+#include "compiler/parse/string_literal.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -662,57 +663,15 @@ class Builder {
     return e;
   }
 
-  // Decodes a string token: escapes and `${name}` interpolations.
   ast::ExprPtr String(antlr4::Token* tok) {
     Range r = R(tok);
     auto e = std::make_unique<ast::Expr>(ast::ExprKind::String, r);
     std::string_view src = sm_.Slice(r);
     if (src.size() < 2) return e;
     e->text = std::string(src);
-    std::string cur;
-    auto flush = [&] {
-      if (!cur.empty()) e->parts.push_back({false, std::move(cur), {}});
-      cur.clear();
-    };
-    for (size_t i = 1; i + 1 < src.size(); ++i) {
-      char c = src[i];
-      if (c == '\\' && i + 2 < src.size()) {
-        char n = src[++i];
-        switch (n) {
-          case 'n': cur += '\n'; break;
-          case 't': cur += '\t'; break;
-          case '\\': cur += '\\'; break;
-          case '"': cur += '"'; break;
-          case '$': cur += '$'; break;
-          default: {
-            Range er{file_, r.begin + static_cast<uint32_t>(i - 1), r.begin + static_cast<uint32_t>(i + 1)};
-            diags_.Report(DiagKind::InvalidLiteral, er,
-                          std::string("unknown escape `\\") + n + "` in string; use \\n, \\t, \\\\, \\\" or \\$");
-          }
-        }
-      } else if (c == '$' && i + 1 < src.size() - 1 && src[i + 1] == '{') {
-        size_t close = src.find('}', i + 2);
-        if (close == std::string_view::npos || close >= src.size() - 1) {
-          Range er{file_, r.begin + static_cast<uint32_t>(i), r.end - 1};
-          diags_.Report(DiagKind::InvalidLiteral, er, "unterminated `${` in string; add a closing `}`");
-          break;
-        }
-        flush();
-        std::string name(src.substr(i + 2, close - i - 2));
-        Range nr{file_, r.begin + static_cast<uint32_t>(i + 2), r.begin + static_cast<uint32_t>(close)};
-        bool ok = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0]));
-        for (char ch : name) ok &= std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';
-        if (!ok) {
-          diags_.Report(DiagKind::InvalidLiteral, nr,
-                        "`${" + name + "}` does not name a param; write `${name}` with a param's name");
-        }
-        e->parts.push_back({true, std::move(name), nr});
-        i = close;
-      } else {
-        cur += c;
-      }
+    for (auto& err : DecodeStringLiteral(src, file_, r.begin, e->parts)) {
+      diags_.Report(DiagKind::InvalidLiteral, err.range, std::move(err.message));
     }
-    flush();
     return e;
   }
 

@@ -471,18 +471,8 @@ void Checker::CheckProfiles() {
         res.cpu_milli = 1000;
         for (const auto& e : cd.block.entries) {
           std::string key = e.key.str();
-          const schema::Param* p = nullptr;
-          for (const auto& q : spec.entries) {
-            if (q.name == key) p = &q;
-          }
-          schema::Param open;
-          if (!p) {
-            open.name = key;
-            open.type = spec.open_type;
-            open.min = 0;
-            p = &open;
-          }
-          Value v = EvalAs(*e.value, *p, ctx);
+          schema::Param custom;
+          Value v = EvalAs(*e.value, ResourceEntry(spec, key, custom), ctx);
           if (v.is_error()) continue;
           if (key == "nodes") {
             g.count = static_cast<uint32_t>(v.i);

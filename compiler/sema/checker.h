@@ -36,6 +36,10 @@ struct Scope {
   StringMap<size_t> aliases;  // alias -> module
 };
 
+// The schema of entry `key` of a resources or cluster block; an undeclared key
+// is a custom resource, described in `custom`.
+const schema::Param& ResourceEntry(const schema::Field& spec, const std::string& key, schema::Param& custom);
+
 // Scalar types of kernel code. Lit* are literals not yet given a type.
 enum class KType : uint8_t { Error, Bool, I32, I64, F32, F64, LitInt, LitFloat };
 std::string_view KTypeName(KType t);

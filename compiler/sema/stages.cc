@@ -50,6 +50,16 @@ bool Checker::HasOutput(const ast::StageDecl& sd, std::string_view name) const {
   return false;
 }
 
+const schema::Param& ResourceEntry(const schema::Field& spec, const std::string& key, schema::Param& custom) {
+  for (const auto& q : spec.entries) {
+    if (q.name == key) return q;
+  }
+  custom.name = key;  // a custom resource: any non-negative amount
+  custom.type = spec.open_type;
+  custom.min = 0;
+  return custom;
+}
+
 ResourceAmounts Checker::ResourcesOf(const ast::SettingsBlock& block, ResourceAmounts base, EvalCtx& ctx) {
   const schema::Field& spec = schema::ResourcesBlock();
   std::set<std::string> seen;
@@ -63,18 +73,8 @@ ResourceAmounts Checker::ResourcesOf(const ast::SettingsBlock& block, ResourceAm
       diags_.Report(DiagKind::DuplicateField, e.key.range, "resource `" + key + "` is given twice");
       continue;
     }
-    const schema::Param* p = nullptr;
-    for (const auto& q : spec.entries) {
-      if (q.name == key) p = &q;
-    }
     schema::Param custom;
-    if (!p) {  // a custom resource
-      custom.name = key;
-      custom.type = spec.open_type;
-      custom.min = 0;
-      p = &custom;
-    }
-    Value v = EvalAs(*e.value, *p, ctx);
+    Value v = EvalAs(*e.value, ResourceEntry(spec, key, custom), ctx);
     if (v.is_error()) continue;
     if (key == "memory") {
       base.memory_bytes = v.i;
