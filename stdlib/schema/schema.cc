@@ -3,6 +3,7 @@
 #include "stdlib/schema/schema.h"
 
 #include <cstdlib>
+#include <unordered_map>
 
 namespace mlp::schema {
 namespace {
@@ -421,10 +422,14 @@ const std::vector<Op>& Operators() {
 }
 
 const Op* FindOp(std::string_view name) {
-  for (const auto& op : Operators()) {
-    if (op.name == name) return &op;
-  }
-  return nullptr;
+  // Called for every operator call and bare name the checker sees.
+  static const std::unordered_map<std::string_view, const Op*> index = [] {
+    std::unordered_map<std::string_view, const Op*> m;
+    for (const auto& op : Operators()) m.emplace(op.name, &op);
+    return m;
+  }();
+  auto it = index.find(name);
+  return it == index.end() ? nullptr : it->second;
 }
 
 const std::vector<StageSchema>& Stages() {

@@ -248,7 +248,7 @@ int main(int argc, char** argv) {
 #ifdef MLP_WITH_MIMALLOC
   // Huge pages where the kernel offers them: a large pipeline's AST then costs
   // a few page faults instead of tens of thousands.
-  mi_option_enable(mi_option_large_os_pages);
+  if (!std::getenv("MIMALLOC_LARGE_OS_PAGES")) mi_option_enable(mi_option_large_os_pages);
 #endif
   CLI::App app{"mlpc: declare, check, compile and run machine-learning pipelines", "mlpc"};
   app.require_subcommand(1);
