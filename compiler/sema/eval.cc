@@ -636,6 +636,7 @@ Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& outer
   call.kind = op.result;
   call.s = std::string(op.name);
   call.range = e.range;
+  call.entries.reserve(op.params.size());
   bool ok = true;
   if (op.variadic) {
     Value list;

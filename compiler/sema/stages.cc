@@ -101,9 +101,8 @@ Value Checker::CheckBlock(const ast::Item& item, const schema::Field& field, Eva
   Value map;
   map.tag = Value::Tag::Map;
   map.range = item.range;
-  std::vector<std::string> names;
-  for (const auto& p : field.entries) names.emplace_back(p.name);
-  std::map<std::string, Range> seen;
+  map.entries.reserve(item.block.entries.size() + field.entries.size());
+  std::map<std::string_view, Range> seen;
   for (const auto& e : item.block.entries) {
     std::string key = e.key.str();
     if (e.key.parts.size() != 1) {
@@ -112,7 +111,8 @@ Value Checker::CheckBlock(const ast::Item& item, const schema::Field& field, Eva
                         "`; dotted names are only allowed in `search` blocks");
       continue;
     }
-    if (auto [it, inserted] = seen.emplace(key, e.key.range); !inserted) {
+    // The AST owns the name, so the map can hold a view of it.
+    if (auto [it, inserted] = seen.emplace(e.key.parts[0].name, e.key.range); !inserted) {
       diags_.Report(DiagKind::DuplicateField, e.key.range,
                     "`" + key + "` is set twice in `" + std::string(field.param.name) + "`");
       diags_.AddNote(it->second, "first set here");
@@ -129,6 +129,8 @@ Value Checker::CheckBlock(const ast::Item& item, const schema::Field& field, Eva
       p = &open;
     }
     if (!p) {
+      std::vector<std::string> names;
+      for (const auto& q : field.entries) names.emplace_back(q.name);
       std::string list;
       for (size_t k = 0; k < names.size(); ++k) list += (k ? ", `" : "`") + names[k] + "`";
       diags_.Report(DiagKind::UnknownField, e.key.range,
@@ -244,6 +246,7 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
 
   // Required fields; the set fields in schema order (defaults are filled in
   // only for the plan, by FieldsWithDefaults).
+  out.fields.reserve(static_cast<size_t>(std::count(has.begin(), has.end(), true)));
   for (size_t index = 0; index < nfields; ++index) {
     const schema::Field& f = schema.fields[index];
     std::string_view name = f.param.name;
