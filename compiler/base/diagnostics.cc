@@ -44,6 +44,22 @@ void Diagnostics::AddNote(Range range, std::string message) {
   if (!diags_.empty()) diags_.back().notes.push_back({range, std::move(message)});
 }
 
+void Diagnostics::Append(Diagnostics&& other) {
+  for (auto& d : other.diags_) {
+    std::vector<DiagNote> notes = std::move(d.notes);
+    Report(d.kind, d.range, std::move(d.message));
+    for (auto& n : notes) AddNote(n.range, std::move(n.message));
+  }
+  // Those `other` already dropped stay dropped, and are counted.
+  dropped_ += other.dropped_;
+  errors_ += other.errors_ - static_cast<size_t>(std::count_if(other.diags_.begin(), other.diags_.end(), [](const Diagnostic& d) {
+               return d.severity == Severity::Error;
+             }));
+  warnings_ += other.warnings_ - static_cast<size_t>(std::count_if(other.diags_.begin(), other.diags_.end(), [](const Diagnostic& d) {
+                 return d.severity == Severity::Warning;
+               }));
+}
+
 void Diagnostics::Sort() {
   std::stable_sort(diags_.begin(), diags_.end(), [](const Diagnostic& a, const Diagnostic& b) {
     if (a.range.file != b.range.file) return a.range.file < b.range.file;

@@ -56,6 +56,8 @@ class Diagnostics {
   bool has_errors() const { return errors_ > 0; }
   // Stable order for output: by file, offset, then emission order.
   void Sort();
+  // Adds `other`'s diagnostics after these, as if reported here.
+  void Append(Diagnostics&& other);
 
  private:
   std::vector<Diagnostic> diags_;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <thread>
 
 #include "compiler/sema/checker.h"
 #include "compiler/sema/units.h"
@@ -35,14 +36,14 @@ std::unique_ptr<CheckedPipeline> Checker::Run() {
   CheckProfiles();
   CheckKernels();
   CheckEnvs();
+  std::vector<const ast::StageDecl*> stage_decls;
   for (const auto& d : program_.modules[0].ast->decls) {
     if (d->kind != ast::DeclKind::Stage) continue;
     const auto& sd = static_cast<const ast::StageDecl&>(*d);
     if (stages_by_name_.find(sd.name.name)->second != &sd) continue;  // a duplicate, already reported
-    CheckedStage st;
-    CheckStage(sd, st);
-    out_->stages.push_back(std::move(st));
+    stage_decls.push_back(&sd);
   }
+  CheckStages(stage_decls);
   // Roles: a tune stage's trials take the resources of the train stage they run.
   for (auto& st : out_->stages) {
     if (st.kind != schema::StageKind::Tune) ComputeRoles(st);
@@ -69,6 +70,39 @@ std::string Checker::KindWord(SymKind k) const {
   return "?";
 }
 
+thread_local Diagnostics* Checker::tls_diags_ = nullptr;
+thread_local std::set<const ast::Decl*>* Checker::tls_used_ = nullptr;
+
+// Once params, profiles, kernels and envs are checked, stages only read the
+// checker's tables, so a large pipeline's stages are checked on two threads:
+// the second half on a helper thread that reports into its own Diagnostics,
+// appended after the first half's, so the result is what one thread gives.
+void Checker::CheckStages(const std::vector<const ast::StageDecl*>& decls) {
+  out_->stages.resize(decls.size());
+  auto check_range = [&](size_t begin, size_t end) {
+    for (size_t k = begin; k < end; ++k) CheckStage(*decls[k], out_->stages[k]);
+  };
+  constexpr size_t kParallelFrom = 2048;
+  if (!options_.parallel || decls.size() < kParallelFrom || std::thread::hardware_concurrency() < 2) {
+    check_range(0, decls.size());
+    return;
+  }
+  size_t half = decls.size() / 2;
+  Diagnostics second_diags;
+  std::set<const ast::Decl*> second_used;
+  std::thread helper([&] {
+    tls_diags_ = &second_diags;
+    tls_used_ = &second_used;
+    check_range(half, decls.size());
+    tls_diags_ = nullptr;
+    tls_used_ = nullptr;
+  });
+  check_range(0, half);
+  helper.join();
+  diags_.Append(std::move(second_diags));
+  used_.insert(second_used.begin(), second_used.end());
+}
+
 std::string Checker::AKind(SymKind k) const { return (k == SymKind::Env ? "an " : "a ") + KindWord(k); }
 
 // Scopes are built leaves first: a module's scope holds its own declarations,
@@ -86,14 +120,14 @@ void Checker::BuildScopes() {
     auto add = [&](const std::string& name, Symbol sym, Range where) {
       auto [it, inserted] = scope.names.emplace(name, sym);
       if (!inserted && it->second.decl != sym.decl) {
-        diags_.Report(DiagKind::DuplicateName, where,
+        D().Report(DiagKind::DuplicateName, where,
                       "duplicate name `" + name + "`: it is already " + AKind(it->second.kind));
-        diags_.AddNote(it->second.decl->name.range, "first declared here");
+        D().AddNote(it->second.decl->name.range, "first declared here");
       }
     };
     for (const auto& d : mod.ast->decls) {
       if (m != 0 && d->kind == ast::DeclKind::Pipeline) {
-        diags_.Report(DiagKind::InvalidImport, d->range,
+        D().Report(DiagKind::InvalidImport, d->range,
                       "an imported file cannot declare a `pipeline` header; only the main file names the pipeline");
         continue;
       }
@@ -109,7 +143,7 @@ void Checker::BuildScopes() {
       }
       if (d->name.name.empty()) continue;
       if (m != 0 && kind == SymKind::Stage) {
-        diags_.Report(DiagKind::InvalidImport, d->name.range,
+        D().Report(DiagKind::InvalidImport, d->name.range,
                       "stage `" + d->name.name +
                           "` is declared in an imported file; an imported file may declare only "
                           "kernels, envs, params, resources and clusters");
@@ -123,7 +157,7 @@ void Checker::BuildScopes() {
     for (const auto& [imp, target] : mod.imports) {
       if (imp->has_alias) {
         if (!scope.aliases.emplace(imp->name.name, target).second || scope.names.count(imp->name.name)) {
-          diags_.Report(DiagKind::DuplicateName, imp->name.range,
+          D().Report(DiagKind::DuplicateName, imp->name.range,
                         "duplicate name `" + imp->name.name + "` for an import alias");
         }
         continue;
@@ -182,7 +216,7 @@ schema::Type Checker::ParamType(const ast::TypeRef& t, bool report) {
   if (report) {
     std::vector<std::string> names;
     for (const auto& [n, k] : kScalars) names.emplace_back(n);
-    diags_.Report(DiagKind::UnknownName, t.range,
+    D().Report(DiagKind::UnknownName, t.range,
                   "unknown param type `" + t.str() + "`" + DidYouMean(t.name.name, names) +
                       " (param types: int, float, bool, string, path, duration, size, list[T])");
   }
@@ -193,9 +227,9 @@ schema::Type Checker::ParamType(const ast::TypeRef& t, bool report) {
 Value Checker::ApplyOverride(const ast::ParamDecl& decl, schema::Type type, const ParamOverride& o) {
   using schema::Kind;
   auto fail = [&](const std::string& why) {
-    diags_.Report(DiagKind::InvalidParamOverride, Range{},
+    D().Report(DiagKind::InvalidParamOverride, Range{},
                   "invalid value for param `" + decl.name.name + "` in " + o.origin + ": " + why);
-    diags_.AddNote(decl.range, "`" + decl.name.name + "` is declared here as `" + decl.type.str() + "`");
+    D().AddNote(decl.range, "`" + decl.name.name + "` is declared here as `" + decl.type.str() + "`");
     return Value::Error();
   };
   std::function<std::optional<Value>(std::string_view, Kind, std::string&)> parse_scalar =
@@ -322,7 +356,7 @@ const Value& Checker::ParamValue(const Symbol& sym) {
   if (it != param_values_.end()) return it->second;
   static const Value kError;
   if (!params_in_progress_.insert(decl).second) {
-    diags_.Report(DiagKind::DependencyCycle, decl->name.range,
+    D().Report(DiagKind::DependencyCycle, decl->name.range,
                   "param `" + decl->name.name + "` depends on itself through its default value");
     return kError;
   }
@@ -357,7 +391,7 @@ const Value& Checker::ParamValue(const Symbol& sym) {
     p.type = type;
     v = EvalAs(*decl->default_value, p, ctx);
   } else {
-    diags_.Report(DiagKind::MissingField, decl->name.range,
+    D().Report(DiagKind::MissingField, decl->name.range,
                   "param `" + decl->name.name + "` has no default and was not set; pass `--set " +
                       decl->name.name + "=VALUE` or give it a default");
     v = Value::Error();
@@ -382,7 +416,7 @@ void Checker::CheckParams() {
         if (sym.kind == SymKind::Param) params.push_back(n);
       }
       std::sort(params.begin(), params.end());
-      diags_.Report(DiagKind::UnknownParamOverride, Range{},
+      D().Report(DiagKind::UnknownParamOverride, Range{},
                     "unknown param `" + o.name + "` in " + o.origin + DidYouMean(o.name, params));
     }
   }
@@ -403,9 +437,9 @@ void Checker::CheckPipelineHeader() {
   for (const auto& d : program_.modules[0].ast->decls) {
     if (d->kind != ast::DeclKind::Pipeline) continue;
     if (header) {
-      diags_.Report(DiagKind::MultiplePipelines, d->range,
+      D().Report(DiagKind::MultiplePipelines, d->range,
                     "a file declares one pipeline, but this is a second `pipeline` header");
-      diags_.AddNote(header->range, "the first is here");
+      D().AddNote(header->range, "the first is here");
       continue;
     }
     header = static_cast<const ast::PipelineDecl*>(d.get());
@@ -431,12 +465,12 @@ void Checker::CheckPipelineHeader() {
       if (f.param.name == key) field = &f;
     }
     if (!field || item.kind != ast::ItemKind::Assign) {
-      diags_.Report(DiagKind::UnknownField, item.path.range.valid() ? item.path.range : item.range,
+      D().Report(DiagKind::UnknownField, item.path.range.valid() ? item.path.range : item.range,
                     "unknown pipeline setting `" + key + "`" + DidYouMean(key, names));
       continue;
     }
     if (!seen.insert(key).second) {
-      diags_.Report(DiagKind::DuplicateField, item.range, "pipeline setting `" + key + "` is set twice");
+      D().Report(DiagKind::DuplicateField, item.range, "pipeline setting `" + key + "` is set twice");
       continue;
     }
     EvalCtx ctx;

@@ -85,6 +85,7 @@ class Checker {
   std::string StageOutputsList(const std::string& stage) const;
 
   // --- stages.cc
+  void CheckStages(const std::vector<const ast::StageDecl*>& decls);  // check.cc
   // A stage's outputs: its kind's, plus a data stage's split names.
   std::vector<std::string> StageOutputs(const ast::StageDecl& sd) const;
   bool HasOutput(const ast::StageDecl& sd, std::string_view name) const;
@@ -105,6 +106,14 @@ class Checker {
   void SortStages();
   void CheckUnused();
   void CheckCluster();
+
+  // Where diagnostics go and which declarations count as used. Stages may be
+  // checked on two threads (see Run); each thread then reports into its own
+  // Diagnostics and set, merged in stage order afterwards.
+  Diagnostics& D() const { return tls_diags_ ? *tls_diags_ : diags_; }
+  std::set<const ast::Decl*>& Used() { return tls_used_ ? *tls_used_ : used_; }
+  static thread_local Diagnostics* tls_diags_;
+  static thread_local std::set<const ast::Decl*>* tls_used_;
 
   const Program& program_;
   const CheckOptions& options_;

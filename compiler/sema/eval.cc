@@ -65,7 +65,7 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
       if (!unit) return Value::Error();  // reported by the parser
       double scaled = std::round(e.float_value * unit->scale);
       if (scaled > 9.2e18) {
-        diags_.Report(DiagKind::ValueOutOfRange, e.range, "`" + Src(e) + "` is too large");
+        D().Report(DiagKind::ValueOutOfRange, e.range, "`" + Src(e) + "` is too large");
         return Value::Error();
       }
       Value v;
@@ -90,12 +90,12 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
             if (sym.kind == SymKind::Param) params.push_back(n);
           }
           std::sort(params.begin(), params.end());
-          diags_.Report(DiagKind::UnknownName, part.range,
+          D().Report(DiagKind::UnknownName, part.range,
                         s ? "`${" + part.text + "}` names " + AKind(s->kind) + "; only params can be interpolated"
                           : "unknown param `" + part.text + "` in string interpolation" + DidYouMean(part.text, params));
           return Value::Error();
         }
-        used_.insert(s->decl);
+        Used().insert(s->decl);
         const Value& pv = ParamValue(*s);
         if (pv.is_error()) return Value::Error();
         v.s += InterpolationText(pv);
@@ -120,7 +120,7 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
           if (!HasOutput(*static_cast<const ast::StageDecl*>(s->decl), e.text)) {
             const auto* sd = static_cast<const ast::StageDecl*>(s->decl);
             auto outs = StageOutputs(*sd);
-            diags_.Report(DiagKind::UnknownOutput, e.name_range,
+            D().Report(DiagKind::UnknownOutput, e.name_range,
                           std::string(ast::Spelling(sd->stage_kind)) + " stage `" + base.text +
                               "` has no output `" + e.text + "`" + DidYouMean(e.text, outs) + " (its outputs: " +
                               StageOutputsList(base.text) + ")");
@@ -137,13 +137,13 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
           return v;
         }
         if (s) {
-          diags_.Report(DiagKind::UnknownOutput, e.name_range,
+          D().Report(DiagKind::UnknownOutput, e.name_range,
                         "`" + base.text + "` is " + AKind(s->kind) + ", which has no outputs; only stages do");
           return Value::Error();
         }
         return EvalName(base, base.text, base.range, ctx.module, hint, ctx);  // reports the unknown name
       }
-      diags_.Report(DiagKind::UnknownOutput, e.name_range,
+      D().Report(DiagKind::UnknownOutput, e.name_range,
                     "`" + Src(e) + "` does not name a stage output; write `stage.output`");
       return Value::Error();
     }
@@ -154,13 +154,13 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
         if (a != scopes_[ctx.module].aliases.end()) s = Lookup(a->second, std::string_view(e.text).substr(dot + 1));
       }
       if (s && s->kind == SymKind::Kernel) {
-        diags_.Report(DiagKind::TypeMismatch, e.name_range,
+        D().Report(DiagKind::TypeMismatch, e.name_range,
                       "kernel `" + e.text + "` cannot be called in a configuration value; pass it by name, "
                       "e.g. `map(" + e.text + ")`");
         return Value::Error();
       }
       if (s && s->kind != SymKind::Param) {
-        diags_.Report(DiagKind::TypeMismatch, e.range,
+        D().Report(DiagKind::TypeMismatch, e.range,
                       "`" + e.text + "` is " + AKind(s->kind) + ", not an operator; refer to it without `(...)`: `" +
                           e.text + "`");
         return Value::Error();
@@ -177,7 +177,7 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
           for (const auto& o : schema::Operators()) names.emplace_back(o.name);
           dym = DidYouMean(e.text, names);
         }
-        diags_.Report(DiagKind::UnknownOperator, e.name_range, "unknown operator `" + e.text + "`" + dym);
+        D().Report(DiagKind::UnknownOperator, e.name_range, "unknown operator `" + e.text + "`" + dym);
         return Value::Error();
       }
       return EvalCall(e, *op, ctx);
@@ -200,8 +200,8 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
       std::map<std::string_view, Range> keys;
       for (const auto& entry : e.entries) {
         if (auto [it, inserted] = keys.emplace(entry.key.name, entry.key.range); !inserted) {
-          diags_.Report(DiagKind::DuplicateField, entry.key.range, "key `" + entry.key.name + "` appears twice");
-          diags_.AddNote(it->second, "first given here");
+          D().Report(DiagKind::DuplicateField, entry.key.range, "key `" + entry.key.name + "` appears twice");
+          D().AddNote(it->second, "first given here");
           return Value::Error();
         }
         Value iv = Eval(*entry.value, {Kind::Any, Kind::Any}, ctx);
@@ -216,11 +216,11 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
         if (v.tag == Value::Tag::Int) return Value::Int(-v.i, e.range);
         if (v.tag == Value::Tag::Float) return Value::Float(-v.f, e.range);
         if (v.is_error()) return v;
-        diags_.Report(DiagKind::TypeMismatch, e.range,
+        D().Report(DiagKind::TypeMismatch, e.range,
                       "`-` needs a number, but `" + Src(*e.operands[0]) + "` is " + DescribeType(v));
         return Value::Error();
       }
-      diags_.Report(DiagKind::TypeMismatch, e.range,
+      D().Report(DiagKind::TypeMismatch, e.range,
                     "`not` is only allowed in kernels and `stop when` conditions");
       return Value::Error();
     }
@@ -246,7 +246,7 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
       bool arith = e.bin_op == ast::BinOp::Add || e.bin_op == ast::BinOp::Sub || e.bin_op == ast::BinOp::Mul ||
                    e.bin_op == ast::BinOp::Div || e.bin_op == ast::BinOp::Mod;
       if (!arith) {
-        diags_.Report(DiagKind::TypeMismatch, e.range,
+        D().Report(DiagKind::TypeMismatch, e.range,
                       std::string("`") + ast::Spelling(e.bin_op) +
                           "` is only allowed in kernels and `stop when` conditions");
         return Value::Error();
@@ -257,14 +257,14 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
       auto numeric = [](const Value& v) { return v.tag == Value::Tag::Int || v.tag == Value::Tag::Float; };
       if (!numeric(a) || !numeric(b)) {
         const ast::Expr& bad = numeric(a) ? *e.operands[1] : *e.operands[0];
-        diags_.Report(DiagKind::TypeMismatch, bad.range,
+        D().Report(DiagKind::TypeMismatch, bad.range,
                       std::string("`") + ast::Spelling(e.bin_op) + "` needs numbers, but `" + Src(bad) + "` is " +
                           DescribeType(numeric(a) ? b : a));
         return Value::Error();
       }
       if ((e.bin_op == ast::BinOp::Div || e.bin_op == ast::BinOp::Mod) &&
           ((b.tag == Value::Tag::Int && b.i == 0) || (b.tag == Value::Tag::Float && b.f == 0))) {
-        diags_.Report(DiagKind::ValueOutOfRange, e.operands[1]->range, "division by zero");
+        D().Report(DiagKind::ValueOutOfRange, e.operands[1]->range, "division by zero");
         return Value::Error();
       }
       if (a.tag == Value::Tag::Int && b.tag == Value::Tag::Int) {
@@ -278,7 +278,7 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
           default: overflow = a.i == INT64_MIN && b.i == -1; if (!overflow) r = a.i % b.i; break;
         }
         if (overflow) {
-          diags_.Report(DiagKind::ValueOutOfRange, e.range, "integer overflow in `" + Src(e) + "`");
+          D().Report(DiagKind::ValueOutOfRange, e.range, "integer overflow in `" + Src(e) + "`");
           return Value::Error();
         }
         return Value::Int(r, e.range);
@@ -296,10 +296,10 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
       return Value::Float(r, e.range);
     }
     case ast::ExprKind::If:
-      diags_.Report(DiagKind::TypeMismatch, e.range, "`if` expressions are only allowed in kernels");
+      D().Report(DiagKind::TypeMismatch, e.range, "`if` expressions are only allowed in kernels");
       return Value::Error();
     case ast::ExprKind::Index:
-      diags_.Report(DiagKind::TypeMismatch, e.range, "indexing is only allowed in kernels");
+      D().Report(DiagKind::TypeMismatch, e.range, "indexing is only allowed in kernels");
       return Value::Error();
   }
   return Value::Error();
@@ -308,7 +308,7 @@ Value Checker::Eval(const ast::Expr& e, schema::Type hint, EvalCtx& ctx) {
 Value Checker::EvalName(const ast::Expr& e, std::string_view name, Range range, size_t module,
                         schema::Type hint, EvalCtx& ctx) {
   if (const Symbol* s = Lookup(module, name)) {
-    used_.insert(s->decl);
+    Used().insert(s->decl);
     Value v;
     v.range = e.range;
     switch (s->kind) {
@@ -328,12 +328,12 @@ Value Checker::EvalName(const ast::Expr& e, std::string_view name, Range range, 
       }
       case SymKind::Kernel:
         v.tag = Value::Tag::Kernel;
-        v.s = plan_names_[s->decl];
+        v.s = plan_names_.at(s->decl);
         return v;
       case SymKind::Env:
         v.tag = Value::Tag::Env;
         v.kind = Kind::Env;
-        v.s = plan_names_[s->decl];
+        v.s = plan_names_.at(s->decl);
         return v;
       case SymKind::Resources:
         v.tag = Value::Tag::Symbol;
@@ -341,7 +341,7 @@ Value Checker::EvalName(const ast::Expr& e, std::string_view name, Range range, 
         v.s = std::string(name);
         return v;
       case SymKind::Cluster:
-        diags_.Report(DiagKind::TypeMismatch, range,
+        D().Report(DiagKind::TypeMismatch, range,
                       "`" + std::string(name) + "` is a cluster; it cannot be used as a value");
         return Value::Error();
     }
@@ -368,7 +368,7 @@ Value Checker::EvalName(const ast::Expr& e, std::string_view name, Range range, 
     if (hint.kind != Kind::Any && o.result == hint.kind) names.emplace_back(o.name);
   }
   std::string what = module == ctx.module ? "" : " in the imported module";
-  diags_.Report(DiagKind::UnknownName, range,
+  D().Report(DiagKind::UnknownName, range,
                 "unknown name `" + std::string(name) + "`" + what + DidYouMean(name, names));
   return Value::Error();
 }
@@ -404,7 +404,7 @@ bool Checker::CheckRange(const Value& v, const schema::Param& p, const ast::Expr
   } else {
     range = std::string(p.min_exclusive ? "in (" : "in [") + num(p.min) + ", " + num(p.max) + "]";
   }
-  diags_.Report(DiagKind::ValueOutOfRange, v.range.valid() ? v.range : src.range,
+  D().Report(DiagKind::ValueOutOfRange, v.range.valid() ? v.range : src.range,
                 "`" + std::string(p.name) + "` must be " + range + ", but it is " + ToSource(v));
   return false;
 }
@@ -428,7 +428,7 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
       article = "";
       got = "`" + got + "`";
     }
-    diags_.Report(DiagKind::TypeMismatch, r,
+    D().Report(DiagKind::TypeMismatch, r,
                   "type mismatch: " + what + " expects " + expected + ", but `" + Src(src) + "` is " + article + got);
     if (v.tag == Value::Tag::Ref && v.field.empty() && stages_by_name_.count(v.s)) {
       // Point at an output of the right kind, if the stage has one.
@@ -442,7 +442,7 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
         if (outs.size() > 1) match = outs[1];
       }
       if (!match.empty()) {
-        diags_.AddNote(sd->name.range, "stage `" + v.s + "` produces " + StageOutputsList(v.s) + "; did you mean `" +
+        D().AddNote(sd->name.range, "stage `" + v.s + "` produces " + StageOutputsList(v.s) + "; did you mean `" +
                                            v.s + "." + match + "`?");
       }
     }
@@ -483,7 +483,7 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
       for (const auto& p : op->params) {
         if (p.required) required += (required.empty() ? "`" : ", `") + std::string(p.name) + "`";
       }
-      diags_.Report(DiagKind::MissingArgument, r,
+      D().Report(DiagKind::MissingArgument, r,
                     "`" + v.s + "` needs arguments; write `" + v.s + "(...)` with " + required);
       return Value::Error();
     }
@@ -561,7 +561,7 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
         for (size_t k = 0; k < choices.size(); ++k) {
           list += (k == 0 ? "`" : k + 1 == choices.size() ? " or `" : ", `") + choices[k] + "`";
         }
-        diags_.Report(DiagKind::ValueOutOfRange, r,
+        D().Report(DiagKind::ValueOutOfRange, r,
                       "`" + std::string(param ? param->name : "value") + "` must be one of " + list + ", but it is `" +
                           v.s + "`" + DidYouMean(v.s, choices));
         return Value::Error();
@@ -644,7 +644,7 @@ Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& outer
     list.range = e.range;
     for (const auto& a : e.args) {
       if (a.name) {
-        diags_.Report(DiagKind::UnknownArgument, a.name->range,
+        D().Report(DiagKind::UnknownArgument, a.name->range,
                       "`" + std::string(op.name) + "` takes only positional values; remove `" + a.name->name + ":`");
         ok = false;
         continue;
@@ -657,7 +657,7 @@ Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& outer
       if (!list.items.empty() && DescribeType(list.items[0]) != DescribeType(v) &&
           !((list.items[0].tag == Value::Tag::Int || list.items[0].tag == Value::Tag::Float) &&
             (v.tag == Value::Tag::Int || v.tag == Value::Tag::Float))) {
-        diags_.Report(DiagKind::TypeMismatch, a.value->range,
+        D().Report(DiagKind::TypeMismatch, a.value->range,
                       "type mismatch: the values of `" + std::string(op.name) + "` must have one type, but `" +
                           Src(*a.value) + "` is " + DescribeType(v) + " and the first is " +
                           DescribeType(list.items[0]));
@@ -667,7 +667,7 @@ Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& outer
       list.items.push_back(std::move(v));
     }
     if (ok && list.items.empty()) {
-      diags_.Report(DiagKind::MissingArgument, e.range, "`" + std::string(op.name) + "` needs at least one value");
+      D().Report(DiagKind::MissingArgument, e.range, "`" + std::string(op.name) + "` needs at least one value");
       ok = false;
     }
     if (!ok) return Value::Error();
@@ -688,7 +688,7 @@ Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& outer
       if (it == names.end()) {
         std::string list;
         for (size_t k = 0; k < names.size(); ++k) list += (k ? ", `" : "`") + names[k] + "`";
-        diags_.Report(DiagKind::UnknownArgument, a.name->range,
+        D().Report(DiagKind::UnknownArgument, a.name->range,
                       "`" + std::string(op.name) + "` has no parameter `" + a.name->name + "`" +
                           DidYouMean(a.name->name, names) +
                           (names.empty() ? " (it takes none)" : " (parameters: " + list + ")"));
@@ -698,14 +698,14 @@ Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& outer
       idx = static_cast<size_t>(it - names.begin());
     } else {
       if (named_seen) {
-        diags_.Report(DiagKind::SyntaxError, a.value->range,
+        D().Report(DiagKind::SyntaxError, a.value->range,
                       "a positional argument cannot follow a named one; name it");
         ok = false;
         continue;
       }
       idx = positional++;
       if (idx >= op.params.size()) {
-        diags_.Report(DiagKind::TooManyArguments, a.value->range,
+        D().Report(DiagKind::TooManyArguments, a.value->range,
                       "`" + std::string(op.name) + "` takes " + std::to_string(op.params.size()) + " argument" +
                           (op.params.size() == 1 ? "" : "s") + ", but " + std::to_string(e.args.size()) +
                           (e.args.size() == 1 ? " was" : " were") + " given; remove `" + Src(*a.value) + "`");
@@ -714,9 +714,9 @@ Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& outer
       }
     }
     if (given[idx]) {
-      diags_.Report(DiagKind::DuplicateArgument, a.name ? a.name->range : a.value->range,
+      D().Report(DiagKind::DuplicateArgument, a.name ? a.name->range : a.value->range,
                     "argument `" + names[idx] + "` of `" + std::string(op.name) + "` is given twice");
-      diags_.AddNote(given_at[idx], "first given here");
+      D().AddNote(given_at[idx], "first given here");
       ok = false;
       continue;
     }
@@ -727,7 +727,7 @@ Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& outer
     const schema::Param& p = op.params[k];
     if (!given[k]) {
       if (p.required) {
-        diags_.Report(DiagKind::MissingArgument, e.range,
+        D().Report(DiagKind::MissingArgument, e.range,
                       "`" + std::string(op.name) + "` is missing argument `" + std::string(p.name) + "` (" +
                           std::string(p.doc) + ")");
         ok = false;
@@ -747,7 +747,7 @@ Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& outer
         x = x->operands[0].get();
       }
       if (!x || x->kind != ast::ExprKind::Name) {
-        diags_.Report(DiagKind::TypeMismatch, given[k]->range,
+        D().Report(DiagKind::TypeMismatch, given[k]->range,
                       "type mismatch: `metric` expects a metric name such as `val.accuracy`, but `" + Src(*given[k]) +
                           "` is not a name");
         ok = false;
@@ -789,16 +789,16 @@ Value Checker::EvalPredicate(const ast::Expr& e, EvalCtx& ctx, std::vector<std::
         }
         const Symbol* s = Lookup(ctx.module, x.text);
         if (s && s->kind == SymKind::Param) {
-          used_.insert(s->decl);
+          Used().insert(s->decl);
           const Value& pv = ParamValue(*s);
           if (pv.tag == Value::Tag::Int || pv.tag == Value::Tag::Float) return ToSource(pv);
           if (pv.is_error()) return std::nullopt;
-          diags_.Report(DiagKind::TypeMismatch, x.range,
+          D().Report(DiagKind::TypeMismatch, x.range,
                         "type mismatch: a condition compares numbers, but param `" + x.text + "` is " + DescribeType(pv));
           return std::nullopt;
         }
         std::vector<std::string> names(known.begin(), known.end());
-        diags_.Report(DiagKind::UnknownName, x.range,
+        D().Report(DiagKind::UnknownName, x.range,
                       "unknown metric `" + x.text + "` in condition" + DidYouMean(x.text, names) +
                            " (rl metrics: `reward_mean`, `reward_max`, `episode_len_mean`, `env_steps`, `episodes`, "
                           "`iterations`, `time_s`)");
@@ -824,7 +824,7 @@ Value Checker::EvalPredicate(const ast::Expr& e, EvalCtx& ctx, std::vector<std::
       }
       default: break;
     }
-    diags_.Report(DiagKind::TypeMismatch, x.range,
+    D().Report(DiagKind::TypeMismatch, x.range,
                   std::string("type mismatch: expected ") + (want_bool ? "a condition such as `reward_mean >= 475`" : "a number or a metric") +
                       ", but found `" + Src(x) + "`");
     return std::nullopt;

@@ -60,7 +60,7 @@ void Checker::CheckCycles() {
       std::string path;
       for (size_t c : cycle) path += name(c) + " -> ";
       path += name(d);
-      diags_.Report(DiagKind::DependencyCycle, stages[d].decl->name.range,
+      D().Report(DiagKind::DependencyCycle, stages[d].decl->name.range,
                     "stages depend on each other in a cycle: " + path + "; a pipeline must be a DAG");
       for (size_t k = 0; k < cycle.size(); ++k) {
         const CheckedStage& from_stage = stages[cycle[k]];
@@ -68,7 +68,7 @@ void Checker::CheckCycles() {
         const std::string& to_name = stages[to].decl->name.name;
         for (size_t j = 0; j < from_stage.deps.size(); ++j) {
           if (from_stage.deps[j] == to_name) {
-            diags_.AddNote(from_stage.dep_ranges[j], name(cycle[k]) + " reads " + name(to) + " here");
+            D().AddNote(from_stage.dep_ranges[j], name(cycle[k]) + " reads " + name(to) + " here");
           }
         }
       }
@@ -115,22 +115,22 @@ void Checker::SortStages() {
 void Checker::CheckUnused() {
   // After an error (a misspelt reference, say) "unused" would mostly be noise;
   // a file without stages is a library, whose declarations its importers use.
-  if (diags_.has_errors() || stages_by_name_.empty()) return;
+  if (D().has_errors() || stages_by_name_.empty()) return;
   for (const auto& d : program_.modules[0].ast->decls) {
-    if (used_.count(d.get()) || d->name.name.empty()) continue;
+    if (Used().count(d.get()) || d->name.name.empty()) continue;
     switch (d->kind) {
       case ast::DeclKind::Param:
-        diags_.Report(DiagKind::UnusedParam, d->name.range,
+        D().Report(DiagKind::UnusedParam, d->name.range,
                       "param `" + d->name.name + "` is never used; remove it or use it in a stage");
         break;
       case ast::DeclKind::Kernel:
-        diags_.Report(DiagKind::UnusedKernel, d->name.range,
+        D().Report(DiagKind::UnusedKernel, d->name.range,
                       "kernel `" + d->name.name + "` is never used; remove it or use it, e.g. in `map(" +
                           d->name.name + ")`");
         break;
       case ast::DeclKind::Stage:
         if (static_cast<const ast::StageDecl*>(d.get())->stage_kind == ast::StageKind::Data) {
-          diags_.Report(DiagKind::UnusedStage, d->name.range,
+          D().Report(DiagKind::UnusedStage, d->name.range,
                         "data stage `" + d->name.name + "` is never used; no stage reads its output");
         }
         break;
@@ -192,14 +192,14 @@ void Checker::CheckCluster() {
       }
       std::string what = std::string(ast::Spelling(st.decl->stage_kind)) + " stage `" + st.decl->name.name + "`";
       if (largest == 0) {
-        diags_.Report(DiagKind::UnsatisfiableResources, st.decl->name.range,
+        D().Report(DiagKind::UnsatisfiableResources, st.decl->name.range,
                       what + " needs " + Amounts(role.resources) + " per " + role.name +
                           ", but no node of the declared cluster can hold that; lacking " + why);
         break;
       }
       uint32_t needed = role.gang ? role.gang_size : 1;
       if (capacity < needed) {
-        diags_.Report(DiagKind::UnsatisfiableResources, st.decl->name.range,
+        D().Report(DiagKind::UnsatisfiableResources, st.decl->name.range,
                       what + " needs a gang of " + std::to_string(needed) + " " + role.name + "s of " +
                           Amounts(role.resources) + " started together, but the declared cluster holds at most " +
                           std::to_string(capacity) + " at once");

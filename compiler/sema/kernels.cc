@@ -60,7 +60,7 @@ class KernelTyper {
     return KType::Error;
   }
 
-  void Error(Range r, const std::string& msg) { c_.diags_.Report(DiagKind::KernelTypeError, r, msg + where_); }
+  void Error(Range r, const std::string& msg) { c_.D().Report(DiagKind::KernelTypeError, r, msg + where_); }
 
   const KType* FindVar(const std::string& name) const {
     for (auto it = vars.rbegin(); it != vars.rend(); ++it) {
@@ -85,7 +85,7 @@ class KernelTyper {
         std::string extra = s && s->kind == SymKind::Param
                                 ? "; kernels cannot read params, pass the value as an argument"
                                 : DidYouMean(e.text, names);
-        c_.diags_.Report(DiagKind::UnknownName, e.range, "unknown name `" + e.text + "`" + extra + where_);
+        c_.D().Report(DiagKind::UnknownName, e.range, "unknown name `" + e.text + "`" + extra + where_);
         return KType::Error;
       }
       case ast::ExprKind::Unary: {
@@ -218,11 +218,11 @@ class KernelTyper {
         if (sym.kind == SymKind::Kernel) names.push_back(n);
       }
       std::string why = s ? "; `" + e.text + "` is " + c_.AKind(s->kind) + ", not a kernel" : DidYouMean(e.text, names);
-      c_.diags_.Report(DiagKind::UnknownName, e.name_range, "unknown function `" + e.text + "`" + why + where_);
+      c_.D().Report(DiagKind::UnknownName, e.name_range, "unknown function `" + e.text + "`" + why + where_);
       return KType::Error;
     }
-    const std::string& callee = c_.plan_names_[s->decl];
-    c_.used_.insert(s->decl);
+    const std::string& callee = c_.plan_names_.at(s->decl);
+    c_.Used().insert(s->decl);
     if (std::find(calls.begin(), calls.end(), callee) == calls.end()) calls.push_back(callee);
     const auto& sig = c_.kernel_sigs_[callee];
     if (!arity(sig.params.size())) return KType::Error;
@@ -256,7 +256,7 @@ class KernelTyper {
         if (st.type) {
           auto declared = ScalarType(st.type->name.name);
           if (!declared || st.type->elem) {
-            c_.diags_.Report(DiagKind::UnknownName, st.type->range,
+            c_.D().Report(DiagKind::UnknownName, st.type->range,
                              "unknown kernel type `" + st.type->str() + "` (kernel types: f32, f64, i32, i64, bool)");
             t = KType::Error;
           } else {
@@ -335,17 +335,17 @@ void Checker::CheckKernels() {
       for (const auto& p : kd->params) {
         auto t = ScalarType(p.type.name.name);
         if (!t || p.type.elem) {
-          diags_.Report(DiagKind::UnknownName, p.type.range,
+          D().Report(DiagKind::UnknownName, p.type.range,
                         "unknown kernel type `" + p.type.str() + "` (kernel types: f32, f64, i32, i64, bool)");
         }
         if (!seen.insert(p.name.name).second) {
-          diags_.Report(DiagKind::DuplicateName, p.name.range, "parameter `" + p.name.name + "` appears twice");
+          D().Report(DiagKind::DuplicateName, p.name.range, "parameter `" + p.name.name + "` appears twice");
         }
         sig.params.push_back(t.value_or(KType::Error));
       }
       auto r = ScalarType(kd->ret.name.name);
       if (!r || kd->ret.elem) {
-        diags_.Report(DiagKind::UnknownName, kd->ret.range,
+        D().Report(DiagKind::UnknownName, kd->ret.range,
                       "unknown kernel type `" + kd->ret.str() + "` (kernel types: f32, f64, i32, i64, bool)");
       }
       sig.ret = r.value_or(KType::Error);
@@ -389,7 +389,7 @@ void Checker::CheckKernels() {
         for (auto it = from; it != stack.end(); ++it) path += "`" + *it + "` -> ";
         path += "`" + callee + "`";
         const auto* kd = decls[callee];
-        diags_.Report(DiagKind::KernelRecursion, kd->name.range,
+        D().Report(DiagKind::KernelRecursion, kd->name.range,
                       "kernel `" + callee + "` is recursive: " + path + "; kernels cannot recurse");
         return true;
       }
@@ -442,7 +442,7 @@ void Checker::CheckEnvs() {
           case ast::EnvItemKind::Setting: {
             std::string key = item.path.str();
             if (key != "max_steps") {
-              diags_.Report(DiagKind::UnknownField, item.path.range,
+              D().Report(DiagKind::UnknownField, item.path.range,
                             "unknown env setting `" + key + "`" + DidYouMean(key, {"max_steps"}) + " (settings: `max_steps`)");
               continue;
             }
@@ -456,14 +456,14 @@ void Checker::CheckEnvs() {
           }
         }
         if (*slot) {
-          diags_.Report(DiagKind::DuplicateField, item.range, std::string("env `") + ed.name.name + "` has two `" + word + "` parts");
+          D().Report(DiagKind::DuplicateField, item.range, std::string("env `") + ed.name.name + "` has two `" + word + "` parts");
           continue;
         }
         *slot = &item;
       }
       for (auto [part, word] : {std::pair{state, "state"}, {action, "action"}, {observe, "observe"}, {step, "step"}}) {
         if (!part) {
-          diags_.Report(DiagKind::InvalidEnv, ed.name.range,
+          D().Report(DiagKind::InvalidEnv, ed.name.range,
                         "env `" + ed.name.name + "` has no `" + word + "`; an env declares state, action, observe and step");
         }
       }
@@ -473,11 +473,11 @@ void Checker::CheckEnvs() {
         for (const auto& f : state->fields) {
           auto t = ScalarType(f.type.name.name);
           if (!t || f.type.elem) {
-            diags_.Report(DiagKind::UnknownName, f.type.range,
+            D().Report(DiagKind::UnknownName, f.type.range,
                           "unknown kernel type `" + f.type.str() + "` (state fields are f32, f64, i32, i64 or bool)");
           }
           if (typer.state.count(f.name.name)) {
-            diags_.Report(DiagKind::DuplicateName, f.name.range, "state field `" + f.name.name + "` appears twice");
+            D().Report(DiagKind::DuplicateName, f.name.range, "state field `" + f.name.name + "` appears twice");
           }
           typer.state[f.name.name] = t.value_or(KType::Error);
           env.state.emplace_back(f.name.name, f.type.str());
@@ -485,7 +485,7 @@ void Checker::CheckEnvs() {
           bool ok = init.tag == Value::Tag::Int || init.tag == Value::Tag::Float || init.tag == Value::Tag::Bool ||
                     (init.tag == Value::Tag::Call && init.kind == schema::Kind::Distribution);
           if (!init.is_error() && !ok) {
-            diags_.Report(DiagKind::InvalidEnv, f.init->range,
+            D().Report(DiagKind::InvalidEnv, f.init->range,
                           "the initial value of state field `" + f.name.name +
                               "` must be a constant or a distribution such as `uniform(-0.05, 0.05)`, but it is " +
                               DescribeType(init));
@@ -501,13 +501,13 @@ void Checker::CheckEnvs() {
       if (observe) {
         const ast::Expr& o = *observe->value;
         if (o.kind != ast::ExprKind::List || o.operands.empty()) {
-          diags_.Report(DiagKind::InvalidEnv, o.range, "`observe` lists state fields, e.g. `observe [x, v]`");
+          D().Report(DiagKind::InvalidEnv, o.range, "`observe` lists state fields, e.g. `observe [x, v]`");
         } else {
           for (const auto& x : o.operands) {
             if (x->kind != ast::ExprKind::Name || !typer.state.count(x->text)) {
               std::vector<std::string> names;
               for (const auto& [n, t] : typer.state) names.push_back(n);
-              diags_.Report(DiagKind::InvalidEnv, x->range,
+              D().Report(DiagKind::InvalidEnv, x->range,
                             "`observe` lists state fields, but `" + Src(*x) + "` is not one" +
                                 (x->kind == ast::ExprKind::Name ? DidYouMean(x->text, names) : ""));
               continue;
@@ -525,7 +525,7 @@ void Checker::CheckEnvs() {
           typer.Error(step->step->result->range, "a `step` function has no result; use `reward` and `done`");
         }
         if (typer.rewards != 1 || typer.dones != 1) {
-          diags_.Report(DiagKind::InvalidEnv, step->range,
+          D().Report(DiagKind::InvalidEnv, step->range,
                         "a `step` function sets `reward` and `done` exactly once each, but this one has " +
                             std::to_string(typer.rewards) + " `reward` and " + std::to_string(typer.dones) + " `done`");
         }
@@ -550,17 +550,17 @@ void Checker::CheckKernelUse(const Value& v, const ast::Expr& src, std::string_v
   if (sig.ret == KType::Error) return;
   bool filter = op == "filter";
   if (sig.params.size() != 1) {
-    diags_.Report(DiagKind::TypeMismatch, src.range,
+    D().Report(DiagKind::TypeMismatch, src.range,
                   "type mismatch: `" + std::string(op) + "` needs a kernel of one parameter, but `" + v.s + "` takes " +
                       std::to_string(sig.params.size()));
     return;
   }
   if (filter && sig.ret != KType::Bool) {
-    diags_.Report(DiagKind::TypeMismatch, src.range,
+    D().Report(DiagKind::TypeMismatch, src.range,
                   "type mismatch: `filter` needs a kernel that returns `bool`, but `" + v.s + "` returns `" +
                       std::string(KTypeName(sig.ret)) + "`");
   } else if (!filter && sig.ret == KType::Bool) {
-    diags_.Report(DiagKind::TypeMismatch, src.range,
+    D().Report(DiagKind::TypeMismatch, src.range,
                   "type mismatch: `" + std::string(op) + "` needs a kernel that returns a number, but `" + v.s +
                       "` returns `bool`; did you mean `filter`?");
   }

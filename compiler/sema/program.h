@@ -107,6 +107,7 @@ struct CheckedPipeline {
 
 struct CheckOptions {
   std::vector<ParamOverride> overrides;
+  bool parallel = true;  // large pipelines: check stages on two threads (same result)
 };
 
 }  // namespace mlp

@@ -66,11 +66,11 @@ ResourceAmounts Checker::ResourcesOf(const ast::SettingsBlock& block, ResourceAm
   for (const auto& e : block.entries) {
     std::string key = e.key.str();
     if (e.key.parts.size() != 1) {
-      diags_.Report(DiagKind::UnknownField, e.key.range, "resource names are single words; `" + key + "` is not");
+      D().Report(DiagKind::UnknownField, e.key.range, "resource names are single words; `" + key + "` is not");
       continue;
     }
     if (!seen.insert(key).second) {
-      diags_.Report(DiagKind::DuplicateField, e.key.range, "resource `" + key + "` is given twice");
+      D().Report(DiagKind::DuplicateField, e.key.range, "resource `" + key + "` is given twice");
       continue;
     }
     schema::Param custom;
@@ -82,7 +82,7 @@ ResourceAmounts Checker::ResourcesOf(const ast::SettingsBlock& block, ResourceAm
     }
     int64_t milli = static_cast<int64_t>(std::llround(v.f * 1000));
     if (milli == 0 && v.f > 0) {
-      diags_.Report(DiagKind::ValueOutOfRange, e.value->range,
+      D().Report(DiagKind::ValueOutOfRange, e.value->range,
                     "resource `" + key + "` is finer than the smallest unit, 0.001");
       continue;
     }
@@ -106,16 +106,16 @@ Value Checker::CheckBlock(const ast::Item& item, const schema::Field& field, Eva
   for (const auto& e : item.block.entries) {
     std::string key = e.key.str();
     if (e.key.parts.size() != 1) {
-      diags_.Report(DiagKind::UnknownField, e.key.range,
+      D().Report(DiagKind::UnknownField, e.key.range,
                     "`" + key + "` is not a setting of `" + std::string(field.param.name) +
                         "`; dotted names are only allowed in `search` blocks");
       continue;
     }
     // The AST owns the name, so the map can hold a view of it.
     if (auto [it, inserted] = seen.emplace(e.key.parts[0].name, e.key.range); !inserted) {
-      diags_.Report(DiagKind::DuplicateField, e.key.range,
+      D().Report(DiagKind::DuplicateField, e.key.range,
                     "`" + key + "` is set twice in `" + std::string(field.param.name) + "`");
-      diags_.AddNote(it->second, "first set here");
+      D().AddNote(it->second, "first set here");
       continue;
     }
     const schema::Param* p = nullptr;
@@ -133,7 +133,7 @@ Value Checker::CheckBlock(const ast::Item& item, const schema::Field& field, Eva
       for (const auto& q : field.entries) names.emplace_back(q.name);
       std::string list;
       for (size_t k = 0; k < names.size(); ++k) list += (k ? ", `" : "`") + names[k] + "`";
-      diags_.Report(DiagKind::UnknownField, e.key.range,
+      D().Report(DiagKind::UnknownField, e.key.range,
                     "unknown setting `" + key + "` in `" + std::string(field.param.name) + "`" + DidYouMean(key, names) +
                         " (settings: " + list + ")");
       continue;
@@ -173,18 +173,18 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
   Range stop_seen;
   ResourceAmounts res;
   res.cpu_milli = 1000;
-  if (has_default_profile_) res = profiles_["default"];
+  if (has_default_profile_) res = profiles_.at("default");
   const ast::Item* resources_item = nullptr;
 
   for (const auto& item : decl.items) {
     if (item.kind == ast::ItemKind::Stop) {
       if (decl.stage_kind != ast::StageKind::Rl) {
-        diags_.Report(DiagKind::UnknownField, item.range, "`stop when` is only allowed in rl stages");
+        D().Report(DiagKind::UnknownField, item.range, "`stop when` is only allowed in rl stages");
         continue;
       }
       if (stop_seen.valid()) {
-        diags_.Report(DiagKind::DuplicateField, item.range, "`stop when` is given twice");
-        diags_.AddNote(stop_seen, "first given here");
+        D().Report(DiagKind::DuplicateField, item.range, "`stop when` is given twice");
+        D().AddNote(stop_seen, "first given here");
         continue;
       }
       stop_seen = item.range;
@@ -201,13 +201,13 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
     if (!field || key == "stop") {
       std::string hint = item.path.parts.size() > 1 ? "; dotted names are only allowed in `search` blocks"
                                                     : DidYouMean(key, field_names);
-      diags_.Report(DiagKind::UnknownField, item.path.range,
+      D().Report(DiagKind::UnknownField, item.path.range,
                     "unknown field `" + key + "` in " + StageWhat(decl) + hint);
       continue;
     }
     if (seen[index].valid()) {
-      diags_.Report(DiagKind::DuplicateField, item.path.range, "field `" + key + "` is set twice in " + StageWhat(decl));
-      diags_.AddNote(seen[index], "first set here");
+      D().Report(DiagKind::DuplicateField, item.path.range, "field `" + key + "` is set twice in " + StageWhat(decl));
+      D().AddNote(seen[index], "first set here");
       continue;
     }
     seen[index] = item.path.range;
@@ -220,14 +220,13 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
         schema::Param p = field->param;
         Value v = EvalAs(*item.value, p, ctx);
         if (!v.is_error()) {
-          const ResourceAmounts& prof = profiles_[v.s];
-          res = prof;
+          if (auto it = profiles_.find(v.s); it != profiles_.end()) res = it->second;
         }
       }
       continue;
     }
     if (field->block != (item.kind == ast::ItemKind::Block)) {
-      diags_.Report(DiagKind::TypeMismatch, item.range,
+      D().Report(DiagKind::TypeMismatch, item.range,
                     field->block ? "`" + key + "` is a block; write `" + key + " { ... }`"
                                  : "`" + key + "` is a single value; write `" + key + " = ...`");
       continue;
@@ -252,7 +251,7 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
     std::string_view name = f.param.name;
     if (name == "resources") continue;
     if (!has[index] && !seen[index].valid() && !(name == "stop" && stop_seen.valid()) && f.param.required) {
-      diags_.Report(DiagKind::MissingField, decl.name.range,
+      D().Report(DiagKind::MissingField, decl.name.range,
                     StageWhat(decl) + " is missing required field `" + std::string(name) + "` (" +
                         std::string(f.param.doc) + ")");
     }
@@ -317,7 +316,7 @@ Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx
   for (const auto& e : item.block.entries) {
     std::string key = e.key.str();
     if (!seen.insert(key).second) {
-      diags_.Report(DiagKind::DuplicateField, e.key.range, "search key `" + key + "` appears twice");
+      D().Report(DiagKind::DuplicateField, e.key.range, "search key `" + key + "` appears twice");
       continue;
     }
     schema::Param p;
@@ -340,7 +339,7 @@ Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx
         }
       }
       if (!found) {
-        diags_.Report(DiagKind::InvalidSearchKey, e.key.range,
+        D().Report(DiagKind::InvalidSearchKey, e.key.range,
                       "search key `" + key + "` is not a parameter of kernel `" + trial_kernel->name.name + "`" +
                           DidYouMean(key, names));
         continue;
@@ -357,13 +356,13 @@ Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx
         if (!tf.block && searchable(tf.param.name)) names.emplace_back(tf.param.name);
       }
       if (f && !searchable(head)) {
-        diags_.Report(DiagKind::InvalidSearchKey, e.key.parts[0].range,
+        D().Report(DiagKind::InvalidSearchKey, e.key.parts[0].range,
                       "`" + head + "` cannot be searched; search hyperparameters such as `optimizer.lr`, "
                       "`batch_size` or `epochs`");
         continue;
       }
       if (!f || f->block) {
-        diags_.Report(DiagKind::InvalidSearchKey, e.key.parts[0].range,
+        D().Report(DiagKind::InvalidSearchKey, e.key.parts[0].range,
                       "search key `" + key + "` does not name a searchable field of train stage `" +
                           trial_stage->name.name + "`" + DidYouMean(head, names));
         continue;
@@ -393,7 +392,7 @@ Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx
           if (op) {
             for (const auto& q : op->params) pn.emplace_back(q.name);
           }
-          diags_.Report(DiagKind::InvalidSearchKey, e.key.range,
+          D().Report(DiagKind::InvalidSearchKey, e.key.range,
                         "search key `" + key + "`: " +
                             (op ? "`" + op_name + "` (the trial's `" + head + "`) has no parameter `" + sub + "`" +
                                       DidYouMean(sub, pn)
@@ -407,7 +406,7 @@ Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx
     }
     // Every value the distribution can produce must fit the target.
     auto bad = [&](const std::string& what) {
-      diags_.Report(DiagKind::TypeMismatch, e.value->range,
+      D().Report(DiagKind::TypeMismatch, e.value->range,
                     "type mismatch: search key `" + key + "` is " + schema::TypeName(target) + ", but `" +
                         Src(*e.value) + "` produces " + what);
     };
@@ -438,7 +437,7 @@ Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx
       double l = lo->tag == Value::Tag::Int ? static_cast<double>(lo->i) : lo->f;
       double h = hi->tag == Value::Tag::Int ? static_cast<double>(hi->i) : hi->f;
       if (!(l < h)) {
-        diags_.Report(DiagKind::ValueOutOfRange, e.value->range,
+        D().Report(DiagKind::ValueOutOfRange, e.value->range,
                       "`" + dist.s + "` needs low < high, but it is " + ToSource(*lo) + " and " + ToSource(*hi));
       }
     }
@@ -450,7 +449,7 @@ Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx
       bool covered = false;
       for (const auto& e : item.block.entries) covered |= e.key.str() == kp.name.name;
       if (!covered) {
-        diags_.Report(DiagKind::InvalidSearchKey, item.block.range,
+        D().Report(DiagKind::InvalidSearchKey, item.block.range,
                       "kernel `" + trial_kernel->name.name + "` takes parameter `" + kp.name.name +
                           "`, but the search space gives it no values; add `" + kp.name.name + ": uniform(...)`");
       }
@@ -481,15 +480,15 @@ void Checker::CheckStageSemantics(CheckedStage& out, EvalCtx& ctx) {
         for (const auto& [name, v] : split->entries) {
           sum += v.f;
           if (!(v.f > 0 && v.f <= 1)) {
-            diags_.Report(DiagKind::ValueOutOfRange, v.range,
+            D().Report(DiagKind::ValueOutOfRange, v.range,
                           "split `" + name + "` must be a fraction in (0, 1], but it is " + ToSource(v));
           }
           if (name == "all") {
-            diags_.Report(DiagKind::DuplicateName, v.range, "`all` is the name of the whole dataset; pick another split name");
+            D().Report(DiagKind::DuplicateName, v.range, "`all` is the name of the whole dataset; pick another split name");
           }
         }
         if (sum > 1.0 + 1e-9) {
-          diags_.Report(DiagKind::ValueOutOfRange, item_range("split"),
+          D().Report(DiagKind::ValueOutOfRange, item_range("split"),
                         "split fractions add up to " + ToSource(Value::Float(sum)) +
                             ", more than 1");
         }
@@ -510,7 +509,7 @@ void Checker::CheckStageSemantics(CheckedStage& out, EvalCtx& ctx) {
         if (metric && std::find(known.begin(), known.end(), metric->s) == known.end()) {
           std::string list;
           for (size_t k = 0; k < known.size(); ++k) list += (k ? ", `" : "`") + known[k] + "`";
-          diags_.Report(DiagKind::UnknownOutput, metric->range,
+          D().Report(DiagKind::UnknownOutput, metric->range,
                         "the trial reports no metric `" + metric->s + "`" + DidYouMean(metric->s, known) +
                             " (metrics: " + list + ")");
         } else if (metric && metric->s.starts_with("val.") && trial->tag == Value::Tag::Ref) {
@@ -520,7 +519,7 @@ void Checker::CheckStageSemantics(CheckedStage& out, EvalCtx& ctx) {
             for (const auto& i : ts->items) has_val |= i.path.str() == "validate";
           }
           if (ts && !has_val) {
-            diags_.Report(DiagKind::UnknownOutput, metric->range,
+            D().Report(DiagKind::UnknownOutput, metric->range,
                           "trial `" + trial->s + "` has no `validate` data, so it reports no `" + metric->s +
                               "`; add `validate = ...` to it or use a `train.` metric");
           }
@@ -528,24 +527,24 @@ void Checker::CheckStageSemantics(CheckedStage& out, EvalCtx& ctx) {
       }
       for (const auto& i : decl.items) {
         if (i.kind == ast::ItemKind::Block && i.path.str() == "search" && i.block.entries.empty()) {
-          diags_.Report(DiagKind::MissingField, i.block.range, "the `search` block is empty; add at least one key");
+          D().Report(DiagKind::MissingField, i.block.range, "the `search` block is empty; add at least one key");
         }
       }
       break;
     }
     case ast::StageKind::Serve: {
       if (const Value* route = field("route"); route && (route->s.empty() || route->s[0] != '/')) {
-        diags_.Report(DiagKind::ValueOutOfRange, route->range.valid() ? route->range : item_range("route"),
+        D().Report(DiagKind::ValueOutOfRange, route->range.valid() ? route->range : item_range("route"),
                       "`route` must start with `/`, but it is " + ToSource(*route));
       }
       if (const Value* as = field("autoscale")) {
         const Value* lo = as->Find("min");
         const Value* hi = as->Find("max");
         if (lo && hi && lo->i > hi->i) {
-          diags_.Report(DiagKind::ValueOutOfRange, item_range("autoscale"),
+          D().Report(DiagKind::ValueOutOfRange, item_range("autoscale"),
                         "autoscale `min` (" + ToSource(*lo) + ") is larger than `max` (" + ToSource(*hi) + ")");
         } else if (const Value* replicas = field("replicas"); replicas && lo && hi && (replicas->i < lo->i || replicas->i > hi->i)) {
-          diags_.Report(DiagKind::ValueOutOfRange, item_range("replicas"),
+          D().Report(DiagKind::ValueOutOfRange, item_range("replicas"),
                         "`replicas` (" + ToSource(*replicas) + ") is the starting count and must lie within autoscale [" +
                             ToSource(*lo) + ", " + ToSource(*hi) + "]; raise `max` or lower `replicas`");
         }
