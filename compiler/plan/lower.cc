@@ -108,12 +108,6 @@ pb::StageKind KindOf(schema::StageKind k) {
   return pb::STAGE_KIND_UNSPECIFIED;
 }
 
-// Fields that say how a stage runs, not what it computes.
-bool ExcludedFromHash(const std::string& field) {
-  return field == "retry" || field == "timeout" || field == "on_failure" || field == "placement" ||
-         field == "cache" || field == "workers_hint";
-}
-
 }  // namespace
 
 pb::Plan LowerPlan(const Program& program, const CheckedPipeline& p) {
@@ -236,7 +230,7 @@ pb::Plan LowerPlan(const Program& program, const CheckedPipeline& p) {
       auto* nv = n->add_args();
       nv->set_name(k);
       ToProto(v, nv->mutable_value());
-      if (!ExcludedFromHash(k)) *hashed.add_args() = *nv;
+      *hashed.add_args() = *nv;  // how a stage runs (retry ... placement) was taken out above
     }
     for (const auto& [field, ref] : st.inputs) {
       auto* in = n->add_inputs();

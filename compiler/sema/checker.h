@@ -92,14 +92,14 @@ class Checker {
   void CheckStage(const ast::StageDecl& decl, CheckedStage& out);
   Value CheckBlock(const ast::Item& item, const schema::Field& field, EvalCtx& ctx);
   Value CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx& ctx);
-  void CheckStageSemantics(CheckedStage& out, EvalCtx& ctx);
+  void CheckStageSemantics(CheckedStage& out);
   ResourceAmounts ResourcesOf(const ast::SettingsBlock& block, ResourceAmounts base, EvalCtx& ctx);
   void ComputeRoles(CheckedStage& st);
 
   // --- kernels.cc
   void CheckKernels();
   void CheckEnvs();
-  void CheckKernelUse(const Value& v, const ast::Expr& src, std::string_view op, EvalCtx& ctx);
+  void CheckKernelUse(const Value& v, const ast::Expr& src, std::string_view op);
 
   // --- graph.cc
   void CheckCycles();

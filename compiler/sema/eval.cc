@@ -602,8 +602,7 @@ Value Checker::Coerce(Value v, schema::Type want, const schema::Param* param, co
       break;
     case Kind::Dataset:
       if (!(v.tag == Value::Tag::Ref && v.kind == Kind::Dataset)) {
-        return mismatch("a dataset, i.e. a data stage's output such as `" +
-                        std::string("stage.train") + "`");
+        return mismatch("a dataset, i.e. a data stage's output such as `stage.train`");
       }
       break;
     case Kind::Model:
@@ -764,7 +763,7 @@ Value Checker::EvalCall(const ast::Expr& e, const schema::Op& op, EvalCtx& outer
       ok = false;
       continue;
     }
-    if (v.tag == Value::Tag::Kernel) CheckKernelUse(v, *given[k], op.name, ctx);
+    if (v.tag == Value::Tag::Kernel) CheckKernelUse(v, *given[k], op.name);
     call.entries.emplace_back(std::string(p.name), std::move(v));
   }
   if (!ok) return Value::Error();

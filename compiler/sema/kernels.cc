@@ -543,7 +543,7 @@ void Checker::CheckEnvs() {
   }
 }
 
-void Checker::CheckKernelUse(const Value& v, const ast::Expr& src, std::string_view op, EvalCtx& ctx) {
+void Checker::CheckKernelUse(const Value& v, const ast::Expr& src, std::string_view op) {
   auto it = kernel_sigs_.find(v.s);
   if (it == kernel_sigs_.end()) return;
   const KernelSig& sig = it->second;
@@ -564,7 +564,6 @@ void Checker::CheckKernelUse(const Value& v, const ast::Expr& src, std::string_v
                   "type mismatch: `" + std::string(op) + "` needs a kernel that returns a number, but `" + v.s +
                       "` returns `bool`; did you mean `filter`?");
   }
-  (void)ctx;
 }
 
 }  // namespace mlp

@@ -174,7 +174,6 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
   ResourceAmounts res;
   res.cpu_milli = 1000;
   if (has_default_profile_) res = profiles_.at("default");
-  const ast::Item* resources_item = nullptr;
 
   for (const auto& item : decl.items) {
     if (item.kind == ast::ItemKind::Stop) {
@@ -213,7 +212,6 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
     seen[index] = item.path.range;
     ctx.field = field->param.name;
     if (key == "resources") {
-      resources_item = &item;
       if (item.kind == ast::ItemKind::Block) {
         res = ResourcesOf(item.block, res, ctx);
       } else {
@@ -241,7 +239,6 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
     values[index] = std::move(v);
     has[index] = true;
   }
-  (void)resources_item;
 
   // Required fields; the set fields in schema order (defaults are filled in
   // only for the plan, by FieldsWithDefaults).
@@ -284,10 +281,10 @@ void Checker::CheckStage(const ast::StageDecl& decl, CheckedStage& out) {
   for (const auto& [k, v] : out.fields) {
     if (v.tag != Value::Tag::Kernel || (k != "preprocess" && k != "postprocess")) continue;
     for (const auto& i : decl.items) {
-      if (i.path.str() == k && i.value) CheckKernelUse(v, *i.value, k, ctx);
+      if (i.path.str() == k && i.value) CheckKernelUse(v, *i.value, k);
     }
   }
-  CheckStageSemantics(out, ctx);
+  CheckStageSemantics(out);
 }
 
 Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx& ctx) {
@@ -455,11 +452,10 @@ Value Checker::CheckTuneSearch(const ast::Item& item, CheckedStage& out, EvalCtx
       }
     }
   }
-  (void)out;
   return space;
 }
 
-void Checker::CheckStageSemantics(CheckedStage& out, EvalCtx& ctx) {
+void Checker::CheckStageSemantics(CheckedStage& out) {
   const ast::StageDecl& decl = *out.decl;
   auto field = [&](std::string_view name) -> const Value* {
     for (const auto& [k, v] : out.fields) {
@@ -573,7 +569,6 @@ void Checker::CheckStageSemantics(CheckedStage& out, EvalCtx& ctx) {
   for (const auto& [k, v] : out.fields) collect(v);
   out.kernels.assign(kernels.begin(), kernels.end());
   out.envs.assign(envs.begin(), envs.end());
-  (void)ctx;
 }
 
 void Checker::ComputeRoles(CheckedStage& st) {
