@@ -583,7 +583,7 @@ class Parser {
         ++pos_;
         auto e = std::make_unique<ast::Expr>(ast::ExprKind::Int, From(b));
         std::string digits;
-        if (!Separators(t, digits)) throw Bail{};
+        if (!StripDigitSeparators(s_.substr(t.begin, t.end - t.begin), digits)) throw Bail{};
         errno = 0;
         unsigned long long v = std::strtoull(digits.c_str(), nullptr, 10);
         if (errno == ERANGE || v > static_cast<unsigned long long>(INT64_MAX)) throw Bail{};
@@ -724,21 +724,9 @@ class Parser {
   }
 
   // Literal checks mirror parser.cc's Builder; any doubt goes to the slow path.
-  bool Separators(const Tok& t, std::string& digits) const {
-    for (uint32_t k = t.begin; k < t.end; ++k) {
-      char c = s_[k];
-      if (c == '_') {
-        if (k == t.begin || k + 1 >= t.end || !Digit(s_[k - 1]) || !Digit(s_[k + 1])) return false;
-        continue;
-      }
-      digits += c;
-    }
-    return true;
-  }
   double Number(const Tok& t, uint32_t end) const {
-    Tok part{t.type, t.begin, end, t.line};
     std::string digits;
-    if (!Separators(part, digits)) throw Bail{};
+    if (!StripDigitSeparators(s_.substr(t.begin, end - t.begin), digits)) throw Bail{};
     errno = 0;
     double v = std::strtod(digits.c_str(), nullptr);
     if (errno == ERANGE && std::isinf(v)) throw Bail{};

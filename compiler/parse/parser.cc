@@ -597,31 +597,19 @@ class Builder {
     return e;
   }
 
-  static std::string StripSeparators(std::string_view s) {
-    std::string out;
-    for (char c : s) if (c != '_') out += c;
-    return out;
-  }
-
-  bool CheckSeparators(std::string_view text, Range r) {
-    for (size_t i = 0; i < text.size(); ++i) {
-      if (text[i] != '_') continue;
-      bool ok = i > 0 && i + 1 < text.size() && std::isdigit(static_cast<unsigned char>(text[i - 1])) &&
-                std::isdigit(static_cast<unsigned char>(text[i + 1]));
-      if (!ok) {
-        diags_.Report(DiagKind::InvalidLiteral, r,
-                      "misplaced `_` in number " + Quote(text) + "; `_` may only stand between digits");
-        return false;
-      }
-    }
-    return true;
+  // The digits of `text` without separators, or false after reporting a misplaced `_`.
+  bool Digits(std::string_view text, Range r, std::string& digits) {
+    if (StripDigitSeparators(text, digits)) return true;
+    diags_.Report(DiagKind::InvalidLiteral, r,
+                  "misplaced `_` in number " + Quote(text) + "; `_` may only stand between digits");
+    return false;
   }
 
   ast::ExprPtr Int(antlr4::Token* tok, Range r) {
     auto e = std::make_unique<ast::Expr>(ast::ExprKind::Int, r);
     std::string text = tok->getText();
-    if (!CheckSeparators(text, r)) return e;
-    std::string digits = StripSeparators(text);
+    std::string digits;
+    if (!Digits(text, r, digits)) return e;
     errno = 0;
     char* end = nullptr;
     unsigned long long v = std::strtoull(digits.c_str(), &end, 10);
@@ -635,8 +623,8 @@ class Builder {
   }
 
   double Number(std::string_view text, Range r) {
-    if (!CheckSeparators(text, r)) return 0;
-    std::string s = StripSeparators(text);
+    std::string s;
+    if (!Digits(text, r, s)) return 0;
     errno = 0;
     double v = std::strtod(s.c_str(), nullptr);
     if (errno == ERANGE && std::isinf(v)) {

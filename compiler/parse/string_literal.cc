@@ -5,6 +5,18 @@
 
 namespace mlp {
 
+bool StripDigitSeparators(std::string_view text, std::string& digits) {
+  auto digit = [&](size_t k) { return k < text.size() && std::isdigit(static_cast<unsigned char>(text[k])); };
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '_') {
+      digits += text[i];
+    } else if (i == 0 || !digit(i - 1) || !digit(i + 1)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 std::vector<StringLiteralError> DecodeStringLiteral(std::string_view src, FileId file, uint32_t at,
                                                     std::vector<ast::StringPart>& parts) {
   std::vector<StringLiteralError> errors;

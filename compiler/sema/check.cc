@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "compiler/parse/string_literal.h"
 #include "compiler/sema/checker.h"
 #include "compiler/sema/units.h"
 
@@ -239,13 +240,13 @@ Value Checker::ApplyOverride(const ast::ParamDecl& decl, schema::Type type, cons
     while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
     while (!t.empty() && std::isspace(static_cast<unsigned char>(t.front()))) t.erase(t.begin());
     std::string digits;
-    for (char c : t) if (c != '_') digits += c;
+    bool separators_ok = StripDigitSeparators(t, digits);
     switch (k) {
       case Kind::Int: {
         char* end = nullptr;
         errno = 0;
         long long x = std::strtoll(digits.c_str(), &end, 10);
-        if (digits.empty() || *end || errno == ERANGE) {
+        if (!separators_ok || digits.empty() || *end || errno == ERANGE) {
           why = "`" + t + "` is not an int";
           return std::nullopt;
         }
@@ -256,7 +257,7 @@ Value Checker::ApplyOverride(const ast::ParamDecl& decl, schema::Type type, cons
       case Kind::Float: {
         char* end = nullptr;
         double x = std::strtod(digits.c_str(), &end);
-        if (digits.empty() || *end || !std::isfinite(x)) {
+        if (!separators_ok || digits.empty() || *end || !std::isfinite(x)) {
           why = "`" + t + "` is not a float";
           return std::nullopt;
         }

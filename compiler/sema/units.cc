@@ -1,6 +1,8 @@
 // Unit table and canonical spelling of durations and sizes.
 #include "compiler/sema/units.h"
 
+#include "compiler/parse/string_literal.h"
+
 #include <cmath>
 #include <cstdlib>
 
@@ -37,17 +39,9 @@ std::optional<Unit> FindUnit(std::string_view u) {
 
 std::optional<Quantity> ParseQuantity(std::string_view text) {
   size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.' || text[i] == '_')) ++i;
   std::string num;
-  bool prev_digit = false;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.' || text[i] == '_')) {
-    if (text[i] == '_') {
-      if (!prev_digit || i + 1 >= text.size() || !std::isdigit(static_cast<unsigned char>(text[i + 1]))) return std::nullopt;
-    } else {
-      num += text[i];
-    }
-    prev_digit = std::isdigit(static_cast<unsigned char>(text[i]));
-    ++i;
-  }
+  if (!StripDigitSeparators(text.substr(0, i), num)) return std::nullopt;
   if (num.empty() || num.front() == '.' || num.back() == '.') return std::nullopt;
   auto unit = FindUnit(text.substr(i));
   if (!unit) return std::nullopt;
