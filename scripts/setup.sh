@@ -8,14 +8,16 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   # parser generator: the antlr4 tool (Java) and the C++ runtime
   antlr4 default-jre-headless libantlr4-runtime-dev
-  # plan and RPC contracts
-  protobuf-compiler libprotobuf-dev
+  # plan and RPC contracts; the runtime's RPCs (gRPC) and metadata store (SQLite)
+  protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc libsqlite3-dev
   # libraries: JSON (nlohmann), CLI parsing (CLI11), SHA-256 content hashes (OpenSSL)
   nlohmann-json3-dev libcli11-dev libssl-dev
   # a faster malloc for the many small allocations of the front end
   libmimalloc-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev python3 snakemake
+  # the runtime benchmarks' peer: Dask distributed
+  python3-distributed
 )
 
 SUDO=""
