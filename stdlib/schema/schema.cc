@@ -47,6 +47,13 @@ Param Choice(std::string_view n, std::vector<std::string_view> choices, std::str
   return p;
 }
 
+// crash(mode): a required enum.
+Param CrashMode() {
+  Param p = Req("mode", T(Kind::Enum), "how to crash: `segfault`, `abort` or `oom`");
+  p.choices = {"segfault", "abort", "oom"};
+  return p;
+}
+
 Field F(Param p) { return Field{std::move(p)}; }
 Field BlockField(Param p, std::vector<Param> entries) {
   Field f{std::move(p)};
@@ -84,6 +91,8 @@ std::vector<Op> MakeOps() {
         Opt("seed", kInt, DI(0), "random seed", 0, kMaxInt),
         Opt("noise", kFloat, DF(0.1), "label noise: standard deviation around the class centres", 0, 100)},
        false, "a seeded, separable classification data set for tests"},
+      {"range", Kind::Source, {Req("n", kInt, "number of rows", 0, kMaxInt)}, false,
+       "the integers 0..n-1, one row each, in an i64 column `value`"},
       // Transforms.
       {"map", Kind::Transform, {Req("fn", T(Kind::Kernel), "kernel applied to every element")}, false,
        "apply a kernel to every element (JIT-compiled)"},
@@ -110,6 +119,21 @@ std::vector<Op> MakeOps() {
        "redistribute rows into a number of shards"},
       {"take", Kind::Transform, {Req("n", kInt, "rows to keep", 1, kMaxInt)}, false,
        "keep the first n rows"},
+      {"sum", Kind::Transform, {}, false,
+       "reduce the rows to one: per-column sums, integers and bools as i64 (wrapping), floats as f64"},
+      // Fault injection, for tests of the runtime.
+      {"sleep", Kind::Transform, {Req("time", T(Kind::Duration), "how long each task sleeps")}, false,
+       "sleep once per task, stopping early when the run is cancelled"},
+      {"fail", Kind::Transform,
+       {Req("p", kFloat, "probability that a task attempt fails", 0, 1),
+        Opt("seed", kInt, DI(0), "random seed; with the stage name, task index and attempt it decides each failure", 0,
+            kMaxInt)},
+       false, "fail a task attempt (retryably) with probability p, decided deterministically"},
+      {"crash", Kind::Transform,
+       {CrashMode(),
+        Opt("attempts", kInt, DI(1), "attempts that crash: attempt numbers below this, so that a retry succeeds", 0,
+            1e6)},
+       false, "crash the executor process: SIGSEGV, abort() or allocating memory until it is killed"},
       // Models.
       {"mlp", Kind::Model,
        {Opt("hidden", ListOf(Kind::Int), DInts({128}), "hidden layer widths", 1, 1e6),

@@ -1,0 +1,95 @@
+// The operator registry: what the executor calls to run one task of a stage.
+// A stage operator (`data.pipeline`) runs a whole task; the source and
+// transform operators it composes (`range`, `map`, ...) are registered
+// separately, so that CanRun can tell, before anything starts, whether every
+// operator a node names has an implementation.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "plan.pb.h"
+#include "runtime/ops/kernel_interp.h"
+#include "runtime/ops/table.h"
+
+namespace mlp::rt::ops {
+
+struct Shard {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+};  // one serialized table, read-only
+
+struct InputSet {
+  std::string field, stage, output;
+  std::vector<Shard> shards;
+};  // one plan Input, the upstream output's shards in shard order
+
+struct TaskContext {
+  const plan::v1::Plan* plan = nullptr;
+  const plan::v1::Node* node = nullptr;
+  uint32_t index = 0, count = 1;  // this task's index in its stage and the number of tasks (data: = shards)
+  uint32_t attempt = 0;           // 0 on the first attempt
+  std::vector<InputSet> inputs;   // in node->inputs() order
+  std::function<bool()> cancelled;                 // poll in long loops / sleeps
+  std::function<void(std::string_view)> log;       // one line for `mlpc logs`
+  const KernelProgram* kernels = nullptr;          // built once per plan by the executor (may be null)
+};
+
+struct Output {
+  std::string name;
+  std::string bytes;
+};  // one per node->outputs() port, in order
+
+struct TaskResult {
+  bool ok = true;
+  std::string error;
+  bool retryable = true;
+  std::vector<Output> outputs;
+};
+
+// An operator's failure: what went wrong (naming the operator) and whether a
+// retry could help (an injected or transient failure) or not (bad input).
+struct OpError {
+  std::string message;
+  bool retryable = false;
+};
+
+using StageFn = std::function<TaskResult(TaskContext&)>;
+// A source produces this task's slice of its rows.
+using SourceFn = std::function<bool(TaskContext&, const plan::v1::Call&, Table* out, OpError* err)>;
+// A transform rewrites the task's rows in place.
+using TransformFn = std::function<bool(TaskContext&, const plan::v1::Call&, Table* table, OpError* err)>;
+
+class Registry {
+ public:
+  void RegisterStage(std::string_view op, StageFn fn);
+  void RegisterSource(std::string_view op, SourceFn fn);
+  void RegisterTransform(std::string_view op, TransformFn fn);
+  const StageFn* FindStage(std::string_view op) const;
+  const SourceFn* FindSource(std::string_view op) const;
+  const TransformFn* FindTransform(std::string_view op) const;
+  // True when the node's stage op and every source/transform Call in its args
+  // has an implementation; else `why` says which does not.
+  bool CanRun(const plan::v1::Node& node, std::string* why) const;
+
+ private:
+  std::map<std::string, StageFn, std::less<>> stages_;
+  std::map<std::string, SourceFn, std::less<>> sources_;
+  std::map<std::string, TransformFn, std::less<>> transforms_;
+};
+
+// The registry with every builtin registered (initialised once, thread-safe).
+Registry& Global();
+// Registers the builtin stage, source and transform operators into `r`.
+void RegisterBuiltins(Registry& r);
+
+// The plan's kernels, built once per distinct set of kernels and shared
+// (for executors that do not build their own); null with `error` when invalid.
+std::shared_ptr<const KernelProgram> SharedKernels(const plan::v1::Plan& plan, std::string* error);
+
+}  // namespace mlp::rt::ops
