@@ -1,6 +1,8 @@
 // mlpc: the command-line driver. Thin: it parses flags, calls one front-end
-// phase after another, and prints. Exit codes: 0 ok, 1 errors in the input
-// (or a `fmt --check` diff), 2 usage errors and unreadable inputs.
+// phase after another, and prints. Exit codes of the compiler's commands: 0
+// ok, 1 errors in the input (or a `fmt --check` diff), 2 usage errors and
+// unreadable inputs. The runtime's commands (runtime_cmds.h) add 3 (compile
+// errors), 5 (cluster unreachable) and 130 (interrupted).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +18,8 @@
 #include "compiler/parse/parser.h"
 #include "compiler/plan/graph_render.h"
 #include "compiler/plan/lower.h"
+#include "runtime/core/executor.h"
+#include "runtime_cmds.h"
 
 #ifdef MLP_WITH_MIMALLOC
 #include <mimalloc.h>
@@ -245,6 +249,8 @@ int CmdFmt(const std::vector<std::string>& files, bool check, bool write, const 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // An executor process started by a worker agent: no flag parsing, no mimalloc options.
+  if (argc == 3 && std::string_view(argv[1]) == "__executor") return mlp::rt::RunExecutor(std::atoi(argv[2]));
 #ifdef MLP_WITH_MIMALLOC
   // Huge pages where the kernel offers them: a large pipeline's AST then costs
   // a few page faults instead of tens of thousands.
@@ -283,6 +289,9 @@ int main(int argc, char** argv) {
   fmt->add_flag("-w,--write", fmt_write, "rewrite the files in place");
   fmt->add_option("--color", common.color, "colored diagnostics")->check(CLI::IsMember({"auto", "always", "never"}));
 
+  mlpc::RuntimeFlags rt_flags;
+  auto rt_cmds = mlpc::AddRuntimeCommands(app, rt_flags, [&](CLI::App* sub) { AddCommon(sub, common); });
+
   auto* version = app.add_subcommand("version", "print the version");
   std::string help_topic;
   auto* help = app.add_subcommand("help", "help for a subcommand");
@@ -301,6 +310,15 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
+  auto compile_plan = [&](const std::string& path, std::string* plan_bytes, std::string* text) {
+    *text = ReadInput(path);
+    auto c = mlp::CompileSource(path, *text, MakeLoadOptions(common), MakeCheckOptions(common));
+    std::cerr << mlp::RenderText(c.program->sm, c.diags, UseColor(common.color));
+    if (c.diags.has_errors() || !c.checked) return mlpc::kExitCompile;
+    mlp::LowerPlan(*c.program, *c.checked).SerializeToString(plan_bytes);
+    return 0;
+  };
+  if (int rc = mlpc::RunRuntimeCommand(rt_cmds, rt_flags, compile_plan); rc >= 0) return rc;
   if (*check) return CmdCheck(files, common, format, werror);
   if (*compile) return CmdCompile(file, common, emit, out_path);
   if (*graph) return CmdGraph(file, common, graph_format);

@@ -1,0 +1,250 @@
+#include "runtime/core/executor.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+
+#include "plan.pb.h"
+#include "runtime/core/functions.h"
+#include "runtime/core/rpc.h"
+#include "runtime/objects/buffer.h"
+#include "runtime/objects/channel.h"
+#include "runtime/ops/registry.h"
+#include "worker.pb.h"
+
+namespace mlp::rt {
+namespace {
+
+std::atomic<bool> g_cancelled{false};
+
+void OnCancel(int) { g_cancelled.store(true); }
+
+struct LoadedPlan {
+  plan::v1::Plan plan;
+  std::unique_ptr<ops::KernelProgram> kernels;
+  std::string kernel_error;
+};
+
+class Executor {
+ public:
+  explicit Executor(int fd) : ch_(fd) {}
+
+  int Run() {
+    std::string msg, error;
+    std::vector<int> fds;
+    while (true) {
+      fds.clear();
+      if (!ch_.Recv(&msg, &fds, &error)) return 0;  // the agent is gone: nothing left to do
+      v1::ExecRequest req;
+      if (!req.ParseFromString(msg)) {
+        for (int fd : fds) close(fd);
+        return 2;
+      }
+      switch (req.kind_case()) {
+        case v1::ExecRequest::kPlan: LoadPlanMsg(req.plan()); break;
+        case v1::ExecRequest::kTask: RunTask(req.task(), fds); break;
+        case v1::ExecRequest::kCreateActor: CreateActor(req.create_actor()); break;
+        case v1::ExecRequest::kCall: CallActor(req.call()); break;
+        default: break;
+      }
+    }
+  }
+
+ private:
+  void LoadPlanMsg(const v1::LoadPlan& lp) {
+    if (plans_.count(lp.plan_id())) return;
+    auto p = std::make_unique<LoadedPlan>();
+    if (!p->plan.ParseFromString(lp.plan())) p->kernel_error = "the plan does not parse";
+    plans_[lp.plan_id()] = std::move(p);
+  }
+
+  void Reply(const v1::ExecReply& r, const std::vector<int>& fds = {}) {
+    std::string out;
+    r.SerializeToString(&out);
+    ch_.Send(out, fds);
+  }
+
+  void RunTask(const v1::TaskSpec& spec, std::vector<int>& fds) {
+    g_cancelled.store(false);
+    v1::ExecReply reply;
+    v1::TaskResult* res = reply.mutable_result();
+    res->set_task_id(spec.task_id());
+    res->set_started_ms(NowMs());
+    // Take ownership of every received fd first, so none leaks on an error path.
+    std::vector<std::shared_ptr<objects::Buffer>> inputs;
+    std::string error;
+    size_t fi = 0;
+    bool inputs_ok = true;
+    for (const auto& in : spec.inputs()) {
+      for (const auto& shard : in.shards()) {
+        if (fi >= fds.size()) {
+          inputs_ok = false;
+          break;
+        }
+        auto buf = objects::Buffer::FromFd(fds[fi++], shard.size(), &error);
+        if (!buf) inputs_ok = false;
+        inputs.push_back(std::move(buf));
+      }
+    }
+    for (; fi < fds.size(); ++fi) close(fds[fi]);
+    auto fail = [&](v1::TaskResult::Status st, const std::string& msg, bool retryable) {
+      res->set_status(st);
+      res->set_error(msg);
+      res->set_retryable(retryable);
+      res->set_finished_ms(NowMs());
+      Reply(reply);
+    };
+    if (!inputs_ok) return fail(v1::TaskResult::REJECTED, "the executor did not receive its inputs: " + error, true);
+    SetMemoryLimit(spec);
+
+    if (!spec.function().empty()) {
+      const TaskFunction* fn = FindFunction(spec.function());
+      if (!fn) return fail(v1::TaskResult::FAILED, "no task function `" + spec.function() + "`", false);
+      std::string value;
+      if (!(*fn)(spec.args(), &value, &error)) return fail(v1::TaskResult::FAILED, error, true);
+      res->set_status(v1::TaskResult::OK);
+      res->set_value(std::move(value));
+      res->set_finished_ms(NowMs());
+      return Reply(reply);
+    }
+
+    auto it = plans_.find(spec.plan_id());
+    if (it == plans_.end()) return fail(v1::TaskResult::REJECTED, "unknown plan " + spec.plan_id(), true);
+    LoadedPlan& lp = *it->second;
+    if (!lp.kernel_error.empty()) return fail(v1::TaskResult::FAILED, lp.kernel_error, false);
+    if (static_cast<int>(spec.node_index()) >= lp.plan.nodes_size())
+      return fail(v1::TaskResult::REJECTED, "node index out of range", false);
+    const plan::v1::Node& node = lp.plan.nodes(static_cast<int>(spec.node_index()));
+    const ops::StageFn* stage = ops::Global().FindStage(node.op());
+    if (!stage) return fail(v1::TaskResult::FAILED, "`" + node.op() + "` has no runtime implementation", false);
+    if (!lp.kernels && !lp.plan.kernels().empty()) {
+      lp.kernels = ops::KernelProgram::Build(lp.plan, &lp.kernel_error);
+      if (!lp.kernels) return fail(v1::TaskResult::FAILED, lp.kernel_error, false);
+    }
+
+    ops::TaskContext ctx;
+    ctx.plan = &lp.plan;
+    ctx.node = &node;
+    ctx.index = spec.index();
+    ctx.count = spec.count();
+    ctx.attempt = spec.attempt();
+    ctx.kernels = lp.kernels.get();
+    size_t bi = 0;
+    for (const auto& in : spec.inputs()) {
+      ops::InputSet set;
+      set.field = in.field();
+      set.stage = in.stage();
+      set.output = in.output();
+      for (int s = 0; s < in.shards_size(); ++s, ++bi) {
+        set.shards.push_back(ops::Shard{inputs[bi]->data(), inputs[bi]->size()});
+      }
+      ctx.inputs.push_back(std::move(set));
+    }
+    ctx.cancelled = [] { return g_cancelled.load(std::memory_order_relaxed); };
+    std::string job = spec.job_id(), stage_name = spec.stage();
+    uint32_t index = spec.index();
+    ctx.log = [this, job, stage_name, index](std::string_view line) {
+      v1::ExecReply r;
+      auto* l = r.mutable_log();
+      l->set_job_id(job);
+      l->set_stage(stage_name);
+      l->set_index(index);
+      l->set_ts_ms(NowMs());
+      l->set_line(std::string(line.substr(0, 4096)));
+      Reply(r);
+    };
+
+    ops::TaskResult out = (*stage)(ctx);
+    if (g_cancelled.load()) return fail(v1::TaskResult::CANCELLED, "cancelled", false);
+    if (!out.ok) return fail(v1::TaskResult::FAILED, out.error, out.retryable);
+    if (out.outputs.size() != static_cast<size_t>(spec.output_ids_size()))
+      return fail(v1::TaskResult::FAILED,
+                  "`" + node.op() + "` produced " + std::to_string(out.outputs.size()) + " outputs, expected " +
+                      std::to_string(spec.output_ids_size()),
+                  false);
+    std::vector<std::shared_ptr<objects::Buffer>> bufs;
+    std::vector<int> out_fds;
+    for (size_t i = 0; i < out.outputs.size(); ++i) {
+      auto buf = objects::Buffer::Create(out.outputs[i].bytes.size(), &error);
+      if (!buf) return fail(v1::TaskResult::FAILED, "cannot allocate an output: " + error, true);
+      if (!out.outputs[i].bytes.empty())
+        std::memcpy(buf->mutable_data(), out.outputs[i].bytes.data(), out.outputs[i].bytes.size());
+      auto* ref = res->add_outputs();
+      ref->set_id(spec.output_ids(static_cast<int>(i)));
+      ref->set_size(buf->size());
+      out_fds.push_back(buf->fd());
+      bufs.push_back(std::move(buf));
+    }
+    res->set_status(v1::TaskResult::OK);
+    res->set_finished_ms(NowMs());
+    Reply(reply, out_fds);
+  }
+
+  // A task's memory request becomes this process's address-space limit (with
+  // room for the runtime itself and the mapped inputs), so a task that runs
+  // away fails with an allocation error instead of exhausting the node.
+  void SetMemoryLimit(const v1::TaskSpec& spec) {
+    rlimit cur{};
+    if (getrlimit(RLIMIT_AS, &cur) != 0) return;
+    rlim_t want = RLIM_INFINITY;
+    if (spec.resources().memory_bytes() > 0) {
+      uint64_t inputs = 0;
+      for (const auto& in : spec.inputs())
+        for (const auto& s : in.shards()) inputs += s.size();
+      want = static_cast<rlim_t>(spec.resources().memory_bytes()) + inputs + (2ull << 30);
+    }
+    if (want > cur.rlim_max) want = cur.rlim_max;
+    rlimit lim{want, cur.rlim_max};
+    setrlimit(RLIMIT_AS, &lim);
+  }
+
+  void CreateActor(const v1::ActorSpec& spec) {
+    v1::ExecReply reply;
+    auto* ev = reply.mutable_actor_event();
+    ev->set_actor_id(spec.actor_id());
+    const ActorFactory* f = FindActorClass(spec.class_name());
+    std::string error;
+    if (!f) {
+      error = "no actor class `" + spec.class_name() + "`";
+    } else {
+      actor_ = (*f)(spec.args(), &error);
+    }
+    ev->set_kind(actor_ ? v1::ActorEvent::CREATED : v1::ActorEvent::CREATE_FAILED);
+    ev->set_error(error);
+    Reply(reply);
+  }
+
+  void CallActor(const v1::ActorCall& call) {
+    v1::ExecReply reply;
+    auto* r = reply.mutable_call_result();
+    r->set_call_id(call.call_id());
+    std::string value, error;
+    bool ok = actor_ && actor_->Call(call.method(), call.args(), &value, &error);
+    if (!actor_) error = "no actor in this process";
+    r->set_ok(ok);
+    r->set_error(error);
+    r->set_value(std::move(value));
+    Reply(reply);
+  }
+
+  objects::Channel ch_;
+  std::map<std::string, std::unique_ptr<LoadedPlan>> plans_;
+  std::unique_ptr<Actor> actor_;
+};
+
+}  // namespace
+
+int RunExecutor(int fd) {
+  struct sigaction sa {};
+  sa.sa_handler = OnCancel;
+  sigaction(SIGUSR1, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGINT, SIG_IGN);  // Ctrl-C reaches the whole process group; the agent decides
+  return Executor(fd).Run();
+}
+
+}  // namespace mlp::rt

@@ -1,0 +1,330 @@
+// The runtime end to end, as real processes on 127.0.0.1: a head and three
+// workers (`mlpc head`, `mlpc worker`), pipelines submitted with `mlpc submit`,
+// a worker SIGKILLed in the middle of a run, a task that segfaults, wrong
+// tokens, and the embedded cluster of `mlpc run` (cache, resume, explain,
+// exit codes, Ctrl-C).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "tests/process_util.h"
+#include "tests/test_util.h"
+
+namespace mlp::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr long long kSumSquares1000 = 332833500;  // sum of x*x for x in 0..999
+
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path_ = fs::temp_directory_path() / ("mlpc_rt_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string File(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+json ReadJson(const std::string& path) {
+  json j = json::parse(ReadFile(path), nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << path << " is not JSON";
+  return j;
+}
+
+const json* FindStage(const json& report, const std::string& name) {
+  if (!report.contains("stages")) return nullptr;
+  for (const auto& s : report["stages"])
+    if (s.value("name", "") == name) return &s;
+  return nullptr;
+}
+
+// The first value of column `col` of a stage's output, from the report.
+long long FirstValue(const json& report, const std::string& stage, const std::string& port, const std::string& col) {
+  const json* s = FindStage(report, stage);
+  if (!s || !s->contains("outputs") || !(*s)["outputs"].contains(port)) return -1;
+  const auto& head = (*s)["outputs"][port]["columns"][col]["head"];
+  if (!head.is_array() || head.empty()) return -1;
+  return head[0].get<long long>();
+}
+
+// A head and `n` workers as separate processes.
+class Cluster {
+ public:
+  explicit Cluster(int workers, const std::string& cpus = "2") {
+    token_ = dir_.File("token");
+    head_ = std::make_unique<Process>();
+    head_->Start({"head", "--port", "0", "--state-dir", dir_.File("head"), "--token-file", token_,
+                  "--heartbeat-timeout", "2000"});
+    std::string line = head_->WaitForLine("listening on");
+    EXPECT_FALSE(line.empty()) << head_->err();
+    size_t at = line.find("listening on ");
+    if (at != std::string::npos) {
+      address_ = line.substr(at + 13);
+      address_ = address_.substr(0, address_.find(' '));
+    }
+    for (int i = 0; i < workers; ++i) AddWorker(cpus);
+  }
+
+  Process* AddWorker(const std::string& cpus, const std::string& token_file = "") {
+    auto w = std::make_unique<Process>();
+    w->Start({"worker", "--head", address_, "--cpus", cpus, "--memory", "2GiB", "--token-file",
+              token_file.empty() ? token_ : token_file, "--object-store", "64MiB"});
+    std::string line = w->WaitForLine("serving on");
+    EXPECT_FALSE(line.empty()) << w->err();
+    worker_addr_.push_back(line.substr(line.rfind(' ') + 1));
+    workers_.push_back(std::move(w));
+    return workers_.back().get();
+  }
+
+  json Status() {
+    auto r = RunMlpc({"status", "--cluster", address_, "--token-file", token_, "--json"});
+    return json::parse(r.out, nullptr, false);
+  }
+
+  const std::string& address() const { return address_; }
+  const std::string& token() const { return token_; }
+  std::vector<std::unique_ptr<Process>>& workers() { return workers_; }
+  const std::vector<std::string>& worker_addresses() const { return worker_addr_; }
+  TempDir& dir() { return dir_; }
+
+ private:
+  TempDir dir_;
+  std::string token_, address_;
+  std::unique_ptr<Process> head_;
+  std::vector<std::unique_ptr<Process>> workers_;
+  std::vector<std::string> worker_addr_;
+};
+
+TEST(RuntimeCluster, ThreeWorkersRunAPipeline) {
+  Cluster c(3);
+  std::string report = c.dir().File("report.json");
+  auto r = RunMlpc({"submit", "--cluster", c.address(), "--token-file", c.token(), "tests/runtime/sum.mlp", "--json",
+                    report, "--set", "shards=6"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  json j = ReadJson(report);
+  EXPECT_EQ(j["status"], "succeeded");
+  EXPECT_EQ(FirstValue(j, "total", "all", "value"), kSumSquares1000);
+  const json* nums = FindStage(j, "nums");
+  ASSERT_NE(nums, nullptr);
+  EXPECT_EQ((*nums)["tasks_done"], 6);
+  json st = c.Status();
+  ASSERT_TRUE(st.contains("nodes"));
+  EXPECT_EQ(st["nodes"].size(), 3u);
+  for (const auto& n : st["nodes"]) EXPECT_TRUE(n["alive"].get<bool>());
+}
+
+TEST(RuntimeCluster, KilledWorkerMidRunStillGivesTheRightResult) {
+  Cluster c(3, "1");
+  std::string report = c.dir().File("report.json");
+  Process submit;
+  // 6 shards of 1.5 s each on three 1-cpu workers: two waves, so a worker dies
+  // while it runs a task and after it has finished one (lineage).
+  submit.Start({"submit", "--cluster", c.address(), "--token-file", c.token(), "tests/runtime/sum.mlp", "--json",
+                report, "--set", "shards=6", "--set", "nap=1500ms"});
+  // Kill a worker once it has finished one task and started another.
+  int victim = -1;
+  for (int i = 0; i < 600 && victim < 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    json st = c.Status();
+    if (!st.contains("nodes")) continue;
+    for (const auto& n : st["nodes"]) {
+      if (n["running_tasks"].get<int>() > 0 && n["objects"].get<int>() > 0) {
+        for (size_t w = 0; w < c.worker_addresses().size(); ++w)
+          if (c.worker_addresses()[w] == n["address"]) victim = static_cast<int>(w);
+      }
+    }
+  }
+  ASSERT_GE(victim, 0) << "no worker ever held a finished shard while running another";
+  c.workers()[static_cast<size_t>(victim)]->Signal(SIGKILL);
+  int rc = submit.Wait(180000);
+  ASSERT_EQ(rc, 0) << submit.out() << submit.err();
+  json j = ReadJson(report);
+  EXPECT_EQ(FirstValue(j, "total", "all", "value"), kSumSquares1000);
+  const json* nums = FindStage(j, "nums");
+  ASSERT_NE(nums, nullptr);
+  EXPECT_GE((*nums)["node_losses"].get<int>(), 1) << j.dump(2);
+  EXPECT_EQ((*nums)["failures"].get<int>(), 0) << "a lost node must not count as the task's own failure";
+  EXPECT_NE(submit.out().find("lost"), std::string::npos) << submit.out();
+}
+
+TEST(RuntimeCluster, SegfaultingTaskIsRetriedAndTheWorkerSurvives) {
+  Cluster c(1);
+  std::string report = c.dir().File("report.json");
+  auto r = RunMlpc({"submit", "--cluster", c.address(), "--token-file", c.token(), "tests/runtime/crash.mlp",
+                    "--json", report});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  json j = ReadJson(report);
+  const json* nums = FindStage(j, "nums");
+  ASSERT_NE(nums, nullptr);
+  EXPECT_EQ((*nums)["failures"].get<int>(), 2);  // each of the 2 shards crashed once
+  EXPECT_EQ(FirstValue(j, "total", "all", "value"), 4950);
+  EXPECT_NE(r.out.find("signal 11"), std::string::npos) << r.out;
+  EXPECT_TRUE(c.workers()[0]->Running());
+  json st = c.Status();
+  ASSERT_EQ(st["nodes"].size(), 1u);
+  EXPECT_TRUE(st["nodes"][0]["alive"].get<bool>());
+}
+
+TEST(RuntimeCluster, AbortAndOutOfMemoryFailOnlyTheTask) {
+  Cluster c(1);
+  for (std::string mode : {"abort", "oom"}) {
+    auto r = RunMlpc({"submit", "--cluster", c.address(), "--token-file", c.token(), "tests/runtime/crash.mlp",
+                      "--set", "mode=" + mode});
+    EXPECT_EQ(r.exit_code, 0) << mode << "\n" << r.out << r.err;
+    // Both modes end in abort(): an allocation beyond the node's memory fails in the task's own process.
+    EXPECT_NE(r.out.find("signal 6 (Aborted)"), std::string::npos) << mode << "\n" << r.out;
+    EXPECT_EQ(r.out.find("lost"), std::string::npos) << "the node must stay alive\n" << r.out;
+    EXPECT_TRUE(c.workers()[0]->Running()) << mode;
+  }
+}
+
+TEST(RuntimeCluster, WrongTokenIsRefused) {
+  Cluster c(0);
+  WriteFile(c.dir().File("bad"), "not-the-cluster-token-0123456789\n");
+  auto r = RunMlpc({"submit", "--cluster", c.address(), "--token-file", c.dir().File("bad"), "tests/runtime/sum.mlp"});
+  EXPECT_EQ(r.exit_code, 5);
+  EXPECT_NE(r.err.find("wrong cluster token"), std::string::npos) << r.err;
+  Process w;
+  w.Start({"worker", "--head", c.address(), "--cpus", "1", "--token-file", c.dir().File("bad")});
+  EXPECT_EQ(w.Wait(60000), 5);
+  EXPECT_NE(w.err().find("wrong cluster token"), std::string::npos) << w.err();
+  auto s = RunMlpc({"status", "--cluster", c.address()});
+  EXPECT_EQ(s.exit_code, 2);
+  EXPECT_NE(s.err.find("--token-file"), std::string::npos) << s.err;
+}
+
+TEST(RuntimeCluster, UnreachableClusterExits5) {
+  TempDir d;
+  WriteFile(d.File("token"), "0123456789abcdef0123\n");
+  auto r = RunMlpc({"submit", "--cluster", "127.0.0.1:1", "--token-file", d.File("token"), "tests/runtime/sum.mlp"});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_NE(r.err.find("cannot reach the head"), std::string::npos) << r.err;
+}
+
+// --- the embedded cluster of `mlpc run` --------------------------------------------------------------
+
+TEST(RuntimeRun, RunsThenCachesThenExplains) {
+  TempDir d;
+  std::string root = d.File("root");
+  auto r1 = RunMlpc({"run", "tests/runtime/sum.mlp", "--run-root", root, "--json", d.File("r1.json"), "--cpus", "2"});
+  ASSERT_EQ(r1.exit_code, 0) << r1.out << r1.err;
+  json j1 = ReadJson(d.File("r1.json"));
+  EXPECT_EQ(FirstValue(j1, "total", "all", "value"), kSumSquares1000);
+  EXPECT_EQ((*FindStage(j1, "nums"))["status"], "succeeded");
+
+  auto ex = RunMlpc({"explain", "tests/runtime/sum.mlp", "--run-root", root});
+  EXPECT_EQ(ex.exit_code, 0) << ex.err;
+  EXPECT_NE(ex.out.find("nums (tests/runtime/sum.mlp:14): cached: run " + j1["run_id"].get<std::string>()),
+            std::string::npos)
+      << ex.out;
+
+  auto r2 = RunMlpc({"run", "tests/runtime/sum.mlp", "--run-root", root, "--json", d.File("r2.json"), "--cpus", "2"});
+  ASSERT_EQ(r2.exit_code, 0) << r2.out << r2.err;
+  json j2 = ReadJson(d.File("r2.json"));
+  EXPECT_EQ((*FindStage(j2, "nums"))["status"], "cached");
+  EXPECT_EQ((*FindStage(j2, "nums"))["cached_from_run"], j1["run_id"]);
+  EXPECT_EQ(FirstValue(j2, "total", "all", "value"), kSumSquares1000);
+
+  // A changed param changes the content hash: `nums` runs again, and explain says why.
+  auto ex2 = RunMlpc({"explain", "tests/runtime/sum.mlp", "--run-root", root, "--set", "n=999"});
+  EXPECT_NE(ex2.out.find("nums (tests/runtime/sum.mlp:14): runs: no finished run"), std::string::npos) << ex2.out;
+  EXPECT_NE(ex2.out.find("total (tests/runtime/sum.mlp:21): runs: upstream stage `nums` runs"), std::string::npos)
+      << ex2.out;
+
+  auto r3 = RunMlpc({"run", "tests/runtime/sum.mlp", "--run-root", root, "--no-cache", "--json", d.File("r3.json"),
+                     "--cpus", "2"});
+  ASSERT_EQ(r3.exit_code, 0) << r3.err;
+  EXPECT_EQ((*FindStage(ReadJson(d.File("r3.json")), "nums"))["status"], "succeeded");
+
+  auto runs = RunMlpc({"runs", "--run-root", root, "--json"});
+  json rl = json::parse(runs.out, nullptr, false);
+  ASSERT_TRUE(rl.is_array()) << runs.out;
+  EXPECT_EQ(rl.size(), 3u);
+}
+
+TEST(RuntimeRun, FailedStageExits1WithItsLocationAndResumeReusesFinishedStages) {
+  TempDir d;
+  std::string root = d.File("root");
+  auto r = RunMlpc({"run", "tests/runtime/fail.mlp", "--run-root", root, "--json", d.File("r.json"), "--cpus", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("tests/runtime/fail.mlp:10:1: data second: task 0 attempt 2 failed"), std::string::npos)
+      << r.err;
+  json j = ReadJson(d.File("r.json"));
+  EXPECT_EQ((*FindStage(j, "first"))["status"], "succeeded");
+  EXPECT_EQ((*FindStage(j, "second"))["status"], "failed");
+  EXPECT_EQ((*FindStage(j, "second"))["attempts"], 2);
+  std::string id = j["run_id"];
+
+  auto logs = RunMlpc({"logs", id.substr(0, id.size() - 2), "second", "--run-root", root});
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_NE(logs.out.find("second[0] attempt 1 failed"), std::string::npos) << logs.out;
+
+  auto res = RunMlpc({"run", "--resume", id, "--run-root", root, "--json", d.File("res.json"), "--cpus", "2"});
+  EXPECT_EQ(res.exit_code, 1);
+  json jr = ReadJson(d.File("res.json"));
+  EXPECT_EQ(jr["run_id"], id);
+  EXPECT_EQ((*FindStage(jr, "first"))["status"], "cached");
+  EXPECT_EQ((*FindStage(jr, "first"))["attempts"], 0);
+  EXPECT_EQ((*FindStage(jr, "second"))["status"], "failed");
+}
+
+TEST(RuntimeRun, ResourcesNoNodeCanHoldFailAtOnce) {
+  TempDir d;
+  auto r = RunMlpc({"run", "tests/runtime/infeasible.mlp", "--run-root", d.File("root"), "--cpus", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("tests/runtime/infeasible.mlp:5:1"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("cpu 64"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("big"), std::string::npos) << r.err;
+}
+
+TEST(RuntimeRun, CompileErrorsExit3) {
+  TempDir d;
+  WriteFile(d.File("bad.mlp"), "pipeline p { seed = 1 }\ndata x { source = nowhere(1) }\n");
+  auto r = RunMlpc({"run", d.File("bad.mlp"), "--run-root", d.File("root")});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("bad.mlp:2:"), std::string::npos) << r.err;
+}
+
+TEST(RuntimeRun, StagesWithoutARuntimeYetAreRefusedBeforeAnythingRuns) {
+  TempDir d;
+  auto r = RunMlpc({"run", "pipelines/quickstart.mlp", "--run-root", d.File("root")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("pipelines/quickstart.mlp:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no runtime implementation"), std::string::npos) << r.err;
+}
+
+TEST(RuntimeRun, InterruptCancelsCleanlyWithExit130) {
+  TempDir d;
+  std::string root = d.File("root");
+  Process run;
+  run.Start({"run", "tests/runtime/sum.mlp", "--run-root", root, "--set", "nap=30s", "--cpus", "2"});
+  ASSERT_FALSE(run.WaitForLine("nums: running").empty()) << run.err();
+  run.Signal(SIGINT);
+  EXPECT_EQ(run.Wait(60000), 130) << run.out() << run.err();
+  auto runs = RunMlpc({"runs", "--run-root", root, "--json"});
+  json rl = json::parse(runs.out, nullptr, false);
+  ASSERT_TRUE(rl.is_array() && rl.size() == 1) << runs.out;
+  EXPECT_EQ(rl[0]["status"], "cancelled");
+  EXPECT_EQ(rl[0]["exit_code"], 130);
+}
+
+}  // namespace
+}  // namespace mlp::testing
