@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds mlpc, then checks pipelines/quickstart.mlp, compiles it to its plan
-# and draws its DAG. (Running it on the embedded cluster arrives with the runtime.)
+# and draws its DAG. Its train/tune/serve/rl stages have no runtime yet
+# (issues #4 and #5), so the embedded cluster runs tests/runtime/sum.mlp,
+# a data pipeline, to show `mlpc run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh >/dev/null
@@ -12,3 +14,5 @@ $MLPC compile pipelines/quickstart.mlp -o "${BUILD_DIR:-build}/quickstart.plan.j
 echo "wrote ${BUILD_DIR:-build}/quickstart.plan.json"
 echo "== mlpc graph pipelines/quickstart.mlp"
 $MLPC graph pipelines/quickstart.mlp
+echo "== mlpc run tests/runtime/sum.mlp (embedded cluster)"
+$MLPC run tests/runtime/sum.mlp --run-root "${BUILD_DIR:-build}/quickstart-runs" --json "${BUILD_DIR:-build}/quickstart.report.json"

@@ -194,11 +194,13 @@ class Agent::Impl : public v1::Worker::Service {
     v1::ToWorker msg;
     while (stream->Read(&msg)) Handle(msg);
     {
-      std::lock_guard<std::mutex> lock(out_mu_);
+      std::unique_lock<std::mutex> lock(out_mu_);
       if (stream_gen_ == gen) stream_ = nullptr;
       ++writer_stop_;
+      out_cv_.notify_all();
+      // The stream dies with this handler: wait for any thread writing to it.
+      out_cv_.wait(lock, [&] { return !writing_; });
     }
-    out_cv_.notify_all();
     writer.join();
     return grpc::Status::OK;
   }
@@ -223,37 +225,46 @@ class Agent::Impl : public v1::Worker::Service {
     std::set<std::string> plans;          // plans it has loaded
     int64_t deadline_us = 0;
     bool timed_out = false, cancelled = false;
+    bool presend = false;                 // the task was sent by the thread that started it
   };
 
   // --- outgoing messages: batched into one FromWorker per write --------------------------------------
 
-  void Emit(const std::function<void(v1::FromWorker*)>& fill) {
-    {
-      std::lock_guard<std::mutex> lock(out_mu_);
-      fill(&outbox_);
+  // Queues a message for the head. With `here`, the calling thread writes it
+  // unless another thread is writing (saves a thread hop on a task's result);
+  // otherwise the writer thread does.
+  void Emit(const std::function<void(v1::FromWorker*)>& fill, bool here = false) {
+    std::unique_lock<std::mutex> lock(out_mu_);
+    fill(&outbox_);
+    has_out_ = true;
+    if (here && !writing_ && stream_) return DrainLocked(lock);
+    lock.unlock();
+    out_cv_.notify_all();
+  }
+
+  void DrainLocked(std::unique_lock<std::mutex>& lock) {
+    writing_ = true;
+    while (has_out_ && stream_) {
+      v1::FromWorker batch;
+      batch.Swap(&outbox_);
+      has_out_ = false;
+      auto* s = stream_;
+      lock.unlock();
+      bool ok = s->Write(batch);
+      lock.lock();
+      if (!ok) break;
     }
-    out_cv_.notify_one();
+    writing_ = false;
+    out_cv_.notify_all();
   }
 
   void WriterLoop(uint64_t gen) {
-    uint64_t stop_at = 0;
-    {
-      std::lock_guard<std::mutex> lock(out_mu_);
-      stop_at = writer_stop_ + 1;
-    }
+    std::unique_lock<std::mutex> lock(out_mu_);
+    uint64_t stop_at = writer_stop_ + 1;
     while (true) {
-      v1::FromWorker batch;
-      grpc::ServerReaderWriter<v1::FromWorker, v1::ToWorker>* s;
-      {
-        std::unique_lock<std::mutex> lock(out_mu_);
-        out_cv_.wait(lock, [&] {
-          return writer_stop_ >= stop_at || stream_gen_ != gen || outbox_.ByteSizeLong() > 0;
-        });
-        if (writer_stop_ >= stop_at || stream_gen_ != gen || !stream_) return;
-        batch.Swap(&outbox_);
-        s = stream_;
-      }
-      if (!s->Write(batch)) return;
+      out_cv_.wait(lock, [&] { return writer_stop_ >= stop_at || stream_gen_ != gen || (has_out_ && !writing_); });
+      if (writer_stop_ >= stop_at || stream_gen_ != gen || !stream_) return;
+      DrainLocked(lock);
     }
   }
 
@@ -261,8 +272,10 @@ class Agent::Impl : public v1::Worker::Service {
 
   void Handle(const v1::ToWorker& msg) {
     std::vector<v1::TaskResult> rejected;
+    std::vector<std::pair<Exec*, std::string>> sends;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      presend_ = &sends;
       for (const auto& p : msg.plans())
         if (p.plan_id().size() <= 256 && p.plan().size() <= static_cast<size_t>(kMaxMessageBytes))
           plans_[p.plan_id()] = p.plan();
@@ -301,7 +314,11 @@ class Agent::Impl : public v1::Worker::Service {
       for (const auto& r : msg.reserve()) AddTo(&available_, r, -1);
       for (const auto& r : msg.unreserve()) AddTo(&available_, r, +1);
       StartLocked();
+      presend_ = nullptr;
     }
+    // Each executor's thread waits for this send's reply; a failed send shows
+    // there as a closed channel (the executor died).
+    for (auto& [e, bytes] : sends) e->ch.Send(bytes);
     if (!rejected.empty())
       Emit([&](v1::FromWorker* f) {
         for (auto& r : rejected) *f->add_results() = std::move(r);
@@ -342,6 +359,16 @@ class Agent::Impl : public v1::Worker::Service {
       e->timed_out = e->cancelled = false;
       e->deadline_us = e->task->timeout_ms() > 0 ? MonoUs() + e->task->timeout_ms() * 1000 : 0;
       it = queue_.erase(it);
+      // A task with nothing to fetch or load can be sent by the thread that
+      // started it (the stream's reader), saving a wake-up of the executor's thread.
+      if (presend_ && e->task->inputs_size() == 0 &&
+          (e->task->plan_id().empty() || e->plans.count(e->task->plan_id()))) {
+        e->presend = true;
+        running_[e->task->task_id()] = e;
+        v1::ExecRequest req;
+        *req.mutable_task() = *e->task;
+        presend_->emplace_back(e, req.SerializeAsString());
+      }
       e->cv.notify_all();
     }
     while (!actor_queue_.empty()) {
@@ -460,7 +487,9 @@ class Agent::Impl : public v1::Worker::Service {
       e->busy = false;
       e->deadline_us = 0;
       running_.erase(task->task_id());
-      Emit([&](v1::FromWorker* f) { *f->add_results() = std::move(result); });
+      lock.unlock();
+      Emit([&](v1::FromWorker* f) { *f->add_results() = std::move(result); }, /*here=*/true);
+      lock.lock();
       if (e->dead && e->pid > 0) {  // never waitpid(-1): that would wait for any executor
         waitpid(e->pid, nullptr, 0);
         e->pid = -1;
@@ -517,15 +546,19 @@ class Agent::Impl : public v1::Worker::Service {
       e->ch.Send(bytes);
       e->plans.insert(spec.plan_id());
     }
-    v1::ExecRequest req;
-    *req.mutable_task() = spec;
     std::string bytes;
-    req.SerializeToString(&bytes);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      running_[spec.task_id()] = e;
+    bool sent = e->presend;
+    if (!sent) {
+      v1::ExecRequest req;
+      *req.mutable_task() = spec;
+      req.SerializeToString(&bytes);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        running_[spec.task_id()] = e;
+      }
     }
-    if (e->ch.Send(bytes, fds)) {
+    e->presend = false;
+    if (sent || e->ch.Send(bytes, fds)) {
       while (true) {
         std::string msg;
         std::vector<int> out_fds;
@@ -618,8 +651,11 @@ class Agent::Impl : public v1::Worker::Service {
       e->cv.wait(lock, [&] { return stopping_ || !e->calls.empty(); });
       if (stopping_) break;
       // Pipeline: send every queued call, then read their results in order.
-      std::vector<v1::ActorCall> batch(e->calls.begin(), e->calls.end());
-      e->calls.clear();
+      // At most 64 in flight: the socket buffers then hold every request and
+      // reply, so neither side blocks writing while the other is writing too.
+      size_t take = std::min<size_t>(e->calls.size(), 64);
+      std::vector<v1::ActorCall> batch(e->calls.begin(), e->calls.begin() + static_cast<long>(take));
+      e->calls.erase(e->calls.begin(), e->calls.begin() + static_cast<long>(take));
       lock.unlock();
       size_t sent = 0;
       for (auto& c : batch) {
@@ -767,6 +803,7 @@ class Agent::Impl : public v1::Worker::Service {
   bool stopped_ = false;
   v1::Resources available_;
   std::deque<std::unique_ptr<v1::TaskSpec>> queue_;
+  std::vector<std::pair<Exec*, std::string>>* presend_ = nullptr;  // set while Handle() starts tasks
   std::unordered_set<std::string> seen_tasks_;
   std::unordered_map<std::string, Exec*> running_;
   std::unordered_map<std::string, std::string> plans_;
@@ -778,6 +815,7 @@ class Agent::Impl : public v1::Worker::Service {
   std::mutex out_mu_;
   std::condition_variable out_cv_;
   v1::FromWorker outbox_;
+  bool has_out_ = false, writing_ = false;
   grpc::ServerReaderWriter<v1::FromWorker, v1::ToWorker>* stream_ = nullptr;
   uint64_t stream_gen_ = 0, writer_stop_ = 0;
 

@@ -34,7 +34,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr char kHeadNode[] = "head";
-constexpr size_t kWindow = 512;  // queued requests the scheduler looks at per pass
+constexpr size_t kWindow = 256;  // queued requests the scheduler looks at per pass
 
 sched::ResourceSet ToSched(const v1::Resources& r) {
   sched::ResourceSet s;
@@ -89,6 +89,27 @@ struct WorkerConn {
   v1::ToWorker outbox;
   bool has_out = false;
   bool closed = false;
+  bool writing = false;  // a thread is writing; others only append to `outbox`
+
+  // Writes batches until the outbox is empty. Called with `mu` held by `l`.
+  void Drain(std::unique_lock<std::mutex>& l) {
+    writing = true;
+    while (has_out && !closed) {
+      v1::ToWorker batch;
+      batch.Swap(&outbox);
+      has_out = false;
+      l.unlock();
+      bool ok = stream->Write(batch);
+      l.lock();
+      if (!ok) closed = true;
+    }
+    writing = false;
+  }
+  // Writes on the calling thread unless another thread is writing already.
+  void TryFlush() {
+    std::unique_lock<std::mutex> l(mu);
+    if (!writing && has_out && !closed) Drain(l);
+  }
 };
 
 struct NodeState {
@@ -1190,9 +1211,14 @@ class Head::Impl : public v1::Head::Service {
     tasks_[h] = std::move(t);
     if (ready) {
       queue_.push_back(h);
-      dirty_ = true;
+      // Schedule and send on the caller's thread: a synchronous caller saves two thread hops.
+      std::vector<std::function<void()>> after;
+      inline_flush_ = true;
+      ScheduleLocked(&after);
+      auto flush = TakeFlushLocked();
       lock.unlock();
-      cv_.notify_all();
+      FlushInline(flush);
+      for (auto& f : after) f();
     }
     return h;
   }
@@ -1280,6 +1306,7 @@ class Head::Impl : public v1::Head::Service {
     std::string call_id = std::to_string(++call_seq_);
     a->calls[call_id] = std::move(done);
     auto n = nodes_.find(a->node);
+    inline_flush_ = true;
     SendLocked(n->second, [&](v1::ToWorker* m) {
       auto* c = m->add_actor_calls();
       c->set_call_id(call_id);
@@ -1287,6 +1314,9 @@ class Head::Impl : public v1::Head::Service {
       c->set_method(method);
       c->set_args(args);
     });
+    auto flush = TakeFlushLocked();
+    lock.unlock();
+    FlushInline(flush);
   }
 
   void KillActorImpl(const std::string& actor_id) {
@@ -1431,30 +1461,45 @@ class Head::Impl : public v1::Head::Service {
       view.push_back(std::move(v));
     }
     if (view.empty()) return;
+    // Nothing can start or be pipelined anywhere: skip the pass (a result frees room and calls again).
+    bool saturated = true;
+    for (auto& [id, n] : nodes_)
+      if (n.alive && (n.available.cpu_milli > 0 || n.outstanding < PipelineCap(n))) saturated = false;
+    if (saturated) return;
     int64_t now = MonoUs();
+    // The window: requests taken from the front of the queue. Those not
+    // started go back to the front in their order, so a pass costs
+    // O(window), however long the queue is.
+    // At most as many candidates as could start or be pipelined now.
+    size_t room = 0;
+    for (auto& [id, n] : nodes_)
+      if (n.alive) room += n.outstanding < PipelineCap(n) ? PipelineCap(n) - n.outstanding : 0;
+    size_t limit = std::clamp<size_t>(room, 16, kWindow);
+    std::vector<uint64_t> cands;
+    while (!queue_.empty() && cands.size() < limit) {
+      cands.push_back(queue_.front());
+      queue_.pop_front();
+    }
     std::vector<sched::Request> window;
     std::vector<uint64_t> handles;
     bool gang_waiting = false;
-    for (auto it = queue_.begin(); it != queue_.end() && window.size() < kWindow;) {
-      TaskRec* t = FindTaskLocked(*it);
-      if (!t) {
-        it = queue_.erase(it);
-        continue;
-      }
-      if (t->not_before_us > now || (t->kind == TaskKind::kJob && !FillInputsLocked(t))) {
-        ++it;
-        continue;
-      }
+    for (uint64_t h : cands) {
+      TaskRec* t = FindTaskLocked(h);
+      if (!t) continue;
+      if (t->not_before_us > now || (t->kind == TaskKind::kJob && !FillInputsLocked(t))) continue;
       if (t->req.count > 1) gang_waiting = true;
       window.push_back(t->req);
-      handles.push_back(*it);
-      ++it;
+      handles.push_back(h);
     }
-    if (window.empty()) return;
+    std::unordered_set<uint64_t> taken;
+    auto requeue = [&] {
+      for (auto it = cands.rbegin(); it != cands.rend(); ++it)
+        if (!taken.count(*it) && tasks_.count(*it)) queue_.push_front(*it);
+    };
+    if (window.empty()) return requeue();
     sched::Decision d = sched::Schedule(view, window);
     std::unordered_map<std::string, uint64_t> by_id;
     for (size_t i = 0; i < window.size(); ++i) by_id[window[i].id] = handles[i];
-    std::unordered_set<uint64_t> taken;
     for (const auto& p : d.placed) {
       uint64_t h = by_id[p.request_id];
       taken.insert(h);
@@ -1475,9 +1520,7 @@ class Head::Impl : public v1::Head::Service {
         NodeState* best = nullptr;
         std::string best_id;
         for (auto& [id, n] : nodes_) {
-          if (!n.alive || !sched::Fits(t->req.per_task, n.total)) continue;
-          uint32_t cap = opt_.pipeline_depth * static_cast<uint32_t>(std::max<int64_t>(1, n.total.cpu_milli / 1000));
-          if (n.outstanding >= cap) continue;
+          if (!n.alive || !sched::Fits(t->req.per_task, n.total) || n.outstanding >= PipelineCap(n)) continue;
           if (!best || n.outstanding < best->outstanding) best = &n, best_id = id;
         }
         if (!best) break;
@@ -1485,9 +1528,11 @@ class Head::Impl : public v1::Head::Service {
         AssignLocked(t, {best_id}, after);
       }
     }
-    if (!taken.empty())
-      queue_.erase(std::remove_if(queue_.begin(), queue_.end(), [&](uint64_t h) { return taken.count(h) > 0; }),
-                   queue_.end());
+    requeue();
+  }
+
+  uint32_t PipelineCap(const NodeState& n) const {
+    return opt_.pipeline_depth * static_cast<uint32_t>(std::max<int64_t>(1, n.total.cpu_milli / 1000));
   }
 
   void AssignLocked(TaskRec* t, const std::vector<std::string>& node_ids, std::vector<std::function<void()>>* after) {
@@ -1582,6 +1627,9 @@ class Head::Impl : public v1::Head::Service {
     dirty_ = true;
   }
 
+  // Queues a message for a worker. On the hot paths (`inline_flush_`), the
+  // caller writes it itself after releasing the head's lock (FlushInline);
+  // elsewhere the connection's writer thread does.
   template <class F>
   void SendLocked(NodeState& n, F fill) {
     if (!n.conn) return;
@@ -1590,7 +1638,22 @@ class Head::Impl : public v1::Head::Service {
       fill(&n.conn->outbox);
       n.conn->has_out = true;
     }
-    n.conn->cv.notify_one();
+    if (inline_flush_) {
+      if (std::find(flush_.begin(), flush_.end(), n.conn) == flush_.end()) flush_.push_back(n.conn);
+    } else {
+      n.conn->cv.notify_one();
+    }
+  }
+
+  // Takes the connections to flush; call FlushInline on them after unlocking.
+  std::vector<std::shared_ptr<WorkerConn>> TakeFlushLocked() {
+    inline_flush_ = false;
+    std::vector<std::shared_ptr<WorkerConn>> f;
+    f.swap(flush_);
+    return f;
+  }
+  static void FlushInline(const std::vector<std::shared_ptr<WorkerConn>>& conns) {
+    for (const auto& c : conns) c->TryFlush();
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -1610,16 +1673,11 @@ class Head::Impl : public v1::Head::Service {
       c->has_out = true;
     }
     c->writer = std::thread([c] {
+      std::unique_lock<std::mutex> l(c->mu);
       while (true) {
-        v1::ToWorker batch;
-        {
-          std::unique_lock<std::mutex> l(c->mu);
-          c->cv.wait(l, [&] { return c->closed || c->has_out; });
-          if (c->closed) return;
-          batch.Swap(&c->outbox);
-          c->has_out = false;
-        }
-        if (!c->stream->Write(batch)) return;
+        c->cv.wait(l, [&] { return c->closed || (c->has_out && !c->writing); });
+        if (c->closed) return;
+        c->Drain(l);
       }
     });
     c->reader = std::thread([this, c, node_id] {
@@ -1647,10 +1705,12 @@ class Head::Impl : public v1::Head::Service {
     std::vector<std::function<void()>> after;
     std::vector<state::TaskRow> rows;
     std::vector<state::LogLine> logs;
+    std::vector<std::shared_ptr<WorkerConn>> flush;
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto nit = nodes_.find(node_id);
       if (nit == nodes_.end() || !nit->second.alive) return;
+      inline_flush_ = true;
       NodeState& n = nit->second;
       for (const auto& r : msg.results()) {
         auto rit = running_.find(r.task_id());
@@ -1690,8 +1750,10 @@ class Head::Impl : public v1::Head::Service {
         logs.push_back(std::move(line));
       }
       if (dirty_) ScheduleLocked(&after);
+      flush = TakeFlushLocked();
       FlushDbLocked();
     }
+    FlushInline(flush);
     for (auto& f : after) f();
     for (auto& r : rows) db_->RecordTask(r);
     if (!logs.empty()) db_->AppendLogs(logs);
@@ -1711,10 +1773,7 @@ class Head::Impl : public v1::Head::Service {
         n.conn->closed = true;
       }
       n.conn->cv.notify_all();
-      n.conn->ctx.TryCancel();
-      // The reader thread ends on its own; it owns a reference to the connection.
-      if (n.conn->writer.joinable()) n.conn->writer.detach();
-      if (n.conn->reader.joinable()) n.conn->reader.detach();
+      n.conn->ctx.TryCancel();  // its threads end on their own and are joined at shutdown
     }
     // Tasks that were running there.
     std::vector<uint64_t> lost;
@@ -1805,6 +1864,8 @@ class Head::Impl : public v1::Head::Service {
   std::condition_variable cv_, persist_cv_;
   bool stopped_ = false;
   bool dirty_ = false;
+  bool inline_flush_ = false;
+  std::vector<std::shared_ptr<WorkerConn>> flush_;
   uint64_t node_seq_ = 0, task_seq_ = 0, actor_seq_ = 0, call_seq_ = 0;
   std::map<std::string, NodeState> nodes_;
   std::unordered_map<std::string, std::unique_ptr<v1::Worker::Stub>> stubs_;
