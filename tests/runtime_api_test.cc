@@ -9,7 +9,9 @@
 #include <condition_variable>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <mutex>
+#include <thread>
 
 #include <grpcpp/generic/generic_stub.h>
 
@@ -157,6 +159,72 @@ TEST_F(Local, ActorKeepsStateAcrossCalls) {
   auto b = bad.get_future().get();
   EXPECT_FALSE(b.ok());
   EXPECT_NE(b.error().find("no method"), std::string::npos);
+}
+
+TEST_F(Local, ActorRestartsAfterItsProcessDies) {
+  std::promise<bool> ready;
+  v1::Resources res;
+  res.set_cpu_milli(500);
+  std::string id = head_->CreateActor("counter", "5", res, /*max_restarts=*/1,
+                                      [&](bool ok, const std::string&) { ready.set_value(ok); });
+  ASSERT_TRUE(ready.get_future().get());
+  std::promise<v1::ActorCallResult> crashed;
+  head_->CallActor(id, "crash", "", [&](const v1::ActorCallResult& r) { crashed.set_value(r); });
+  auto c = crashed.get_future().get();
+  EXPECT_FALSE(c.ok());
+  EXPECT_NE(c.error().find("died"), std::string::npos) << c.error();
+  // The restarted actor starts from its constructor arguments again.
+  std::string value;
+  for (int i = 0; i < 600 && value.empty(); ++i) {
+    std::promise<v1::ActorCallResult> p;
+    head_->CallActor(id, "get", "", [&](const v1::ActorCallResult& r) { p.set_value(r); });
+    auto r = p.get_future().get();
+    if (r.ok()) value = r.value();
+    else std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(value, "5");
+  // No restarts left: a second crash ends it for good.
+  std::promise<v1::ActorCallResult> again;
+  head_->CallActor(id, "crash", "", [&](const v1::ActorCallResult& r) { again.set_value(r); });
+  again.get_future().get();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::promise<v1::ActorCallResult> gone;
+  head_->CallActor(id, "get", "", [&](const v1::ActorCallResult& r) { gone.set_value(r); });
+  EXPECT_FALSE(gone.get_future().get().ok());
+}
+
+TEST_F(Local, WorkerRejectsMalformedTaskSpecs) {
+  Security sec;
+  sec.token = "test-token-0123456789";
+  auto stub = v1::Worker::NewStub(MakeChannel(agents_[0]->address(), sec));
+  grpc::ClientContext ctx;
+  AddToken(&ctx, sec.token);
+  auto stream = stub->Execute(&ctx);
+  v1::ToWorker msg;
+  auto* bad_index = msg.add_tasks();
+  bad_index->set_task_id("bad-1");
+  bad_index->set_function("noop");
+  bad_index->set_index(3);
+  bad_index->set_count(2);
+  auto* no_plan = msg.add_tasks();
+  no_plan->set_task_id("bad-2");
+  no_plan->set_count(1);
+  no_plan->set_plan_id("never-sent");
+  auto* negative = msg.add_tasks();
+  negative->set_task_id("bad-3");
+  negative->set_function("noop");
+  negative->set_count(1);
+  negative->mutable_resources()->set_cpu_milli(-1);
+  ASSERT_TRUE(stream->Write(msg));
+  std::map<std::string, v1::TaskResult> got;
+  v1::FromWorker reply;
+  while (got.size() < 3 && stream->Read(&reply))
+    for (const auto& r : reply.results()) got[r.task_id()] = r;
+  ASSERT_EQ(got.size(), 3u);
+  for (const auto& [id, r] : got) EXPECT_EQ(r.status(), v1::TaskResult::REJECTED) << id;
+  stream->WritesDone();
+  ctx.TryCancel();
+  stream->Finish();
 }
 
 TEST_F(Local, PlacementGroupsReserveAllOrNothing) {

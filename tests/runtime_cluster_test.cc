@@ -65,14 +65,25 @@ long long FirstValue(const json& report, const std::string& stage, const std::st
   return head[0].get<long long>();
 }
 
-// A head and `n` workers as separate processes.
+// A head and `n` workers as separate processes; `tls`: every node serves
+// gRPC over TLS with one self-signed certificate.
 class Cluster {
  public:
-  explicit Cluster(int workers, const std::string& cpus = "2") {
+  explicit Cluster(int workers, const std::string& cpus = "2", bool tls = false) {
     token_ = dir_.File("token");
+    if (tls) {
+      cert_ = dir_.File("cert.pem");
+      std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext "
+                        "subjectAltName=IP:127.0.0.1 -keyout " + dir_.File("key.pem") + " -out " + cert_ +
+                        " 2>/dev/null";
+      EXPECT_EQ(std::system(cmd.c_str()), 0);
+      tls_ = {"--tls-cert", cert_, "--tls-key", dir_.File("key.pem")};
+    }
     head_ = std::make_unique<Process>();
-    head_->Start({"head", "--port", "0", "--state-dir", dir_.File("head"), "--token-file", token_,
-                  "--heartbeat-timeout", "2000"});
+    std::vector<std::string> args = {"head", "--port", "0", "--state-dir", dir_.File("head"), "--token-file", token_,
+                                     "--heartbeat-timeout", "2000"};
+    args.insert(args.end(), tls_.begin(), tls_.end());
+    head_->Start(args);
     std::string line = head_->WaitForLine("listening on");
     EXPECT_FALSE(line.empty()) << head_->err();
     size_t at = line.find("listening on ");
@@ -85,8 +96,10 @@ class Cluster {
 
   Process* AddWorker(const std::string& cpus, const std::string& token_file = "") {
     auto w = std::make_unique<Process>();
-    w->Start({"worker", "--head", address_, "--cpus", cpus, "--memory", "2GiB", "--token-file",
-              token_file.empty() ? token_ : token_file, "--object-store", "64MiB"});
+    std::vector<std::string> args = {"worker", "--head", address_, "--cpus", cpus, "--memory", "2GiB", "--token-file",
+                                     token_file.empty() ? token_ : token_file, "--object-store", "64MiB"};
+    args.insert(args.end(), tls_.begin(), tls_.end());
+    w->Start(args);
     std::string line = w->WaitForLine("serving on");
     EXPECT_FALSE(line.empty()) << w->err();
     worker_addr_.push_back(line.substr(line.rfind(' ') + 1));
@@ -95,9 +108,12 @@ class Cluster {
   }
 
   json Status() {
-    auto r = RunMlpc({"status", "--cluster", address_, "--token-file", token_, "--json"});
+    std::vector<std::string> args = {"status", "--cluster", address_, "--token-file", token_, "--json"};
+    if (!cert_.empty()) args.insert(args.end(), {"--tls-ca", cert_});
+    auto r = RunMlpc(args);
     return json::parse(r.out, nullptr, false);
   }
+  const std::string& cert() const { return cert_; }
 
   const std::string& address() const { return address_; }
   const std::string& token() const { return token_; }
@@ -107,7 +123,8 @@ class Cluster {
 
  private:
   TempDir dir_;
-  std::string token_, address_;
+  std::string token_, address_, cert_;
+  std::vector<std::string> tls_;
   std::unique_ptr<Process> head_;
   std::vector<std::unique_ptr<Process>> workers_;
   std::vector<std::string> worker_addr_;
@@ -163,6 +180,46 @@ TEST(RuntimeCluster, KilledWorkerMidRunStillGivesTheRightResult) {
   EXPECT_GE((*nums)["node_losses"].get<int>(), 1) << j.dump(2);
   EXPECT_EQ((*nums)["failures"].get<int>(), 0) << "a lost node must not count as the task's own failure";
   EXPECT_NE(submit.out().find("lost"), std::string::npos) << submit.out();
+}
+
+TEST(RuntimeCluster, SilentWorkerIsDeclaredDeadByHeartbeatTimeout) {
+  Cluster c(2, "1");
+  std::string report = c.dir().File("report.json");
+  Process submit;
+  submit.Start({"submit", "--cluster", c.address(), "--token-file", c.token(), "tests/runtime/sum.mlp", "--json",
+                report, "--set", "shards=4", "--set", "nap=1s"});
+  // Stop (not kill) a worker that runs a task: its connection stays open, only its heartbeats stop.
+  int victim = -1;
+  for (int i = 0; i < 600 && victim < 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    json st = c.Status();
+    if (!st.contains("nodes")) continue;
+    for (const auto& n : st["nodes"])
+      if (n["running_tasks"].get<int>() > 0)
+        for (size_t w = 0; w < c.worker_addresses().size(); ++w)
+          if (c.worker_addresses()[w] == n["address"]) victim = static_cast<int>(w);
+  }
+  ASSERT_GE(victim, 0);
+  c.workers()[static_cast<size_t>(victim)]->Signal(SIGSTOP);
+  int rc = submit.Wait(180000);
+  c.workers()[static_cast<size_t>(victim)]->Signal(SIGCONT);
+  ASSERT_EQ(rc, 0) << submit.out() << submit.err();
+  EXPECT_NE(submit.out().find("no heartbeat for 2000 ms"), std::string::npos) << submit.out();
+  json j = ReadJson(report);
+  EXPECT_EQ(FirstValue(j, "total", "all", "value"), kSumSquares1000);
+  EXPECT_GE((*FindStage(j, "nums"))["node_losses"].get<int>(), 1);
+}
+
+TEST(RuntimeCluster, TlsClusterRunsAPipeline) {
+  Cluster c(1, "2", /*tls=*/true);
+  std::string report = c.dir().File("report.json");
+  auto r = RunMlpc({"submit", "--cluster", c.address(), "--token-file", c.token(), "--tls-ca", c.cert(),
+                    "tests/runtime/sum.mlp", "--json", report});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(FirstValue(ReadJson(report), "total", "all", "value"), kSumSquares1000);
+  // A client that does not trust the certificate cannot talk to the head.
+  auto plain = RunMlpc({"status", "--cluster", c.address(), "--token-file", c.token()});
+  EXPECT_EQ(plain.exit_code, 5) << plain.err;
 }
 
 TEST(RuntimeCluster, SegfaultingTaskIsRetriedAndTheWorkerSurvives) {

@@ -24,6 +24,7 @@ class Counter : public Actor {
   explicit Counter(long long start) : value_(start) {}
   bool Call(std::string_view method, std::string_view args, std::string* result, std::string* error) override {
     if (method == "noop") return true;
+    if (method == "crash") std::raise(SIGSEGV);  // for tests of the restart policy
     if (method == "get") {
       *result = std::to_string(value_);
       return true;
