@@ -343,6 +343,39 @@ TEST(RuntimeRun, FailedStageExits1WithItsLocationAndResumeReusesFinishedStages) 
   EXPECT_EQ((*FindStage(jr, "second"))["status"], "failed");
 }
 
+TEST(RuntimeRun, TaskPastItsTimeoutIsKilledAndRetried) {
+  TempDir d;
+  auto r = RunMlpc({"run", "tests/runtime/timeout.mlp", "--run-root", d.File("root"), "--json", d.File("r.json"),
+                    "--cpus", "2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("tests/runtime/timeout.mlp:5:1: data slow: task 0 attempt 2 failed: the task ran past its "
+                       "timeout of 300 ms"),
+            std::string::npos)
+      << r.err;
+  json j = ReadJson(d.File("r.json"));
+  EXPECT_EQ((*FindStage(j, "slow"))["failures"], 2);
+}
+
+TEST(RuntimeCluster, ResumeOnAClusterUsesTheStoredPlan) {
+  Cluster c(1);
+  auto r = RunMlpc({"submit", "--cluster", c.address(), "--token-file", c.token(), "tests/runtime/fail.mlp", "--json",
+                    c.dir().File("r.json")});
+  EXPECT_EQ(r.exit_code, 1);
+  std::string id = ReadJson(c.dir().File("r.json"))["run_id"];
+  auto res = RunMlpc({"run", "--resume", id, "--cluster", c.address(), "--token-file", c.token(), "--json",
+                      c.dir().File("res.json")});
+  EXPECT_EQ(res.exit_code, 1) << res.err;
+  json jr = ReadJson(c.dir().File("res.json"));
+  EXPECT_EQ(jr["run_id"], id);
+  EXPECT_EQ((*FindStage(jr, "first"))["status"], "cached");
+  auto missing = RunMlpc({"run", "--resume", "no-such-run", "--cluster", c.address(), "--token-file", c.token()});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("no run `no-such-run`"), std::string::npos) << missing.err;
+  json st = c.Status();
+  ASSERT_TRUE(st.contains("jobs"));
+  EXPECT_EQ(st["jobs"].size(), 1u);
+}
+
 TEST(RuntimeRun, ResourcesNoNodeCanHoldFailAtOnce) {
   TempDir d;
   auto r = RunMlpc({"run", "tests/runtime/infeasible.mlp", "--run-root", d.File("root"), "--cpus", "2"});

@@ -290,6 +290,11 @@ class Agent::Impl : public v1::Worker::Service {
           continue;
         }
         if (!seen_tasks_.insert(t.task_id()).second) continue;  // a resend after a reconnect
+        seen_order_.push_back(t.task_id());
+        if (seen_order_.size() > 100000) {  // remember recent ids only
+          seen_tasks_.erase(seen_order_.front());
+          seen_order_.pop_front();
+        }
         queue_.push_back(std::make_unique<v1::TaskSpec>(t));
       }
       for (const auto& id : msg.cancel_tasks()) CancelLocked(id);
@@ -805,6 +810,7 @@ class Agent::Impl : public v1::Worker::Service {
   std::deque<std::unique_ptr<v1::TaskSpec>> queue_;
   std::vector<std::pair<Exec*, std::string>>* presend_ = nullptr;  // set while Handle() starts tasks
   std::unordered_set<std::string> seen_tasks_;
+  std::deque<std::string> seen_order_;
   std::unordered_map<std::string, Exec*> running_;
   std::unordered_map<std::string, std::string> plans_;
   std::vector<std::unique_ptr<Exec>> execs_;

@@ -399,9 +399,29 @@ class Head::Impl : public v1::Head::Service {
   // Jobs
   // ----------------------------------------------------------------------------------------------
 
-  bool SubmitJobImpl(const std::string& plan_bytes, const v1::JobOptions& options, const std::string& submission_id,
-                     std::string* job_id, std::string* error) {
+  bool SubmitJobImpl(const std::string& submitted_plan, const v1::JobOptions& submitted_options,
+                     const std::string& submission_id, std::string* job_id, std::string* error) {
     auto job = std::make_unique<Job>();
+    std::string plan_bytes = submitted_plan;
+    v1::JobOptions options = submitted_options;
+    if (!options.resume_run_id().empty()) {
+      // Resuming: the plan is the one stored with the run (a client may send none).
+      auto r = db_->FindRun(options.resume_run_id());
+      if (!r) {
+        *error = "no run `" + options.resume_run_id() + "` (or the prefix is ambiguous)";
+        return false;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        Job* running = FindJobLocked(r->run_id);
+        if (running && running->status == "running") {
+          *error = "run " + r->run_id + " is still running";
+          return false;
+        }
+      }
+      options.set_resume_run_id(r->run_id);
+      if (plan_bytes.empty()) plan_bytes = db_->GetRun(r->run_id, true)->plan;
+    }
     if (plan_bytes.size() > static_cast<size_t>(kMaxMessageBytes) || !job->plan.ParseFromString(plan_bytes)) {
       *error = "the plan does not parse as mlp.plan.v1";
       return false;
@@ -610,7 +630,9 @@ class Head::Impl : public v1::Head::Service {
     t->stage = i;
     t->slot = k;
     auto& spec = t->spec;
-    spec.set_task_id(j->id + "/" + node.name() + "/" + std::to_string(k) + "." + std::to_string(slot.attempt));
+    // Unique across resumes and head restarts: workers drop task ids they have seen.
+    spec.set_task_id(j->id + "/" + node.name() + "/" + std::to_string(k) + "." + std::to_string(slot.attempt) + "#" +
+                     incarnation_ + std::to_string(t->handle));
     spec.set_job_id(j->id);
     spec.set_stage(node.name());
     spec.set_index(k);
@@ -1041,6 +1063,15 @@ class Head::Impl : public v1::Head::Service {
       s->set_status(j->status);
       s->set_started_ms(j->started_ms);
     }
+    // Runs this head did not start (before a restart) come from the store.
+    for (const auto& run : db_->ListRuns(50)) {
+      if (jobs_.count(run.run_id)) continue;
+      auto* s = r.add_jobs();
+      s->set_job_id(run.run_id);
+      s->set_pipeline(run.pipeline);
+      s->set_status(std::string(state::Name(run.status)));
+      s->set_started_ms(run.started_ms);
+    }
     return r;
   }
 
@@ -1188,7 +1219,7 @@ class Head::Impl : public v1::Head::Service {
     auto t = std::make_unique<TaskRec>();
     t->handle = ++task_seq_;
     t->kind = TaskKind::kCall;
-    t->spec.set_task_id("c" + std::to_string(t->handle));
+    t->spec.set_task_id("c" + incarnation_ + std::to_string(t->handle));
     t->spec.set_count(1);
     t->spec.set_function(call.function);
     t->spec.set_args(std::move(call.args));
@@ -1234,7 +1265,7 @@ class Head::Impl : public v1::Head::Service {
     if (r.status() == v1::TaskResult::CRASHED && t->spec.attempt() < 3) {
       // Client-API tasks retry a crash like Ray's default max_retries.
       t->spec.set_attempt(t->spec.attempt() + 1);
-      t->spec.set_task_id("c" + std::to_string(t->handle) + "." + std::to_string(t->spec.attempt()));
+      t->spec.set_task_id("c" + incarnation_ + std::to_string(t->handle) + "." + std::to_string(t->spec.attempt()));
       t->assigned = false;
       queue_.push_back(t->handle);
       dirty_ = true;
@@ -1825,7 +1856,7 @@ class Head::Impl : public v1::Head::Service {
       } else if (t->kind == TaskKind::kCall) {
         t->assigned = false;
         t->spec.set_attempt(t->spec.attempt() + 1);
-        t->spec.set_task_id("c" + std::to_string(t->handle) + "." + std::to_string(t->spec.attempt()));
+        t->spec.set_task_id("c" + incarnation_ + std::to_string(t->handle) + "." + std::to_string(t->spec.attempt()));
         queue_.push_back(h);
       }
     }
@@ -1865,6 +1896,7 @@ class Head::Impl : public v1::Head::Service {
   bool stopped_ = false;
   bool dirty_ = false;
   bool inline_flush_ = false;
+  const std::string incarnation_ = RandomToken().substr(0, 8) + "-";  // this head process
   std::vector<std::shared_ptr<WorkerConn>> flush_;
   uint64_t node_seq_ = 0, task_seq_ = 0, actor_seq_ = 0, call_seq_ = 0;
   std::map<std::string, NodeState> nodes_;

@@ -371,9 +371,11 @@ int Follow(JobClient& client, const std::string& plan, const v1::JobOptions& opt
   v1::JobReport report;
   if (client.Report(job, &report)) {
     nlohmann::json j = ReportJson(report, exit_code);
-    std::error_code ec;
-    fs::create_directories(run_root / "runs" / job, ec);
-    std::ofstream(run_root / "runs" / job / "report.json") << j.dump(2) << "\n";
+    if (f.cluster.empty()) {  // the embedded head's run store is local: keep the report beside the outputs
+      std::error_code ec;
+      fs::create_directories(run_root / "runs" / job, ec);
+      std::ofstream(run_root / "runs" / job / "report.json") << j.dump(2) << "\n";
+    }
     if (!f.json_out.empty()) {
       if (f.json_out == "-") {
         std::cout << j.dump(2) << "\n";
@@ -409,7 +411,9 @@ int CmdRun(RuntimeFlags& f, const CompileFn& compile) {
   v1::JobOptions options;
   options.set_no_cache(f.no_cache);
   fs::path root = f.run_root;
-  if (!f.resume.empty()) {
+  if (!f.resume.empty() && !f.cluster.empty()) {
+    options.set_resume_run_id(f.resume);  // the head has the run's plan
+  } else if (!f.resume.empty()) {
     std::string full;
     plan = PlanFromRun(root, f.resume, &full);
     options.set_resume_run_id(full);
