@@ -226,6 +226,7 @@ class Agent::Impl : public v1::Worker::Service {
     int64_t deadline_us = 0;
     bool timed_out = false, cancelled = false;
     bool presend = false;                 // the task was sent by the thread that started it
+    bool exited = false;                  // its thread has left ExecLoop (set under the agent's lock)
   };
 
   // --- outgoing messages: batched into one FromWorker per write --------------------------------------
@@ -501,6 +502,7 @@ class Agent::Impl : public v1::Worker::Service {
       }
       StartLocked();
     }
+    e->exited = true;  // the watchdog may free `e` only after this
     lock.unlock();
   }
 
@@ -590,7 +592,10 @@ class Agent::Impl : public v1::Worker::Service {
       }
     }
     // The executor died with the task.
-    e->dead = true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      e->dead = true;
+    }
     int status = 0;
     if (e->pid > 0 && waitpid(e->pid, &status, 0) == e->pid) e->pid = -1;
     result.set_finished_ms(NowMs());
@@ -725,7 +730,7 @@ class Agent::Impl : public v1::Worker::Service {
       // Drop executors that died while idle or finished their actor.
       for (auto it = execs_.begin(); it != execs_.end();) {
         Exec* e = it->get();
-        if (e->dead && !e->busy && e->pid < 0) {
+        if (e->exited && e->pid < 0) {
           e->ch.Close();
           std::thread t = std::move(e->thread);
           it = execs_.erase(it);

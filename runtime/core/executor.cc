@@ -244,6 +244,10 @@ int RunExecutor(int fd) {
   sigaction(SIGUSR1, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, SIG_IGN);  // Ctrl-C reaches the whole process group; the agent decides
+  // A crashing task is reported with its signal; a core file per crash would
+  // fill the working directory and slow the retry down.
+  rlimit no_core{0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
   return Executor(fd).Run();
 }
 
