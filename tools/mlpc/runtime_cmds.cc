@@ -394,6 +394,7 @@ int Follow(JobClient& client, const std::string& plan, const v1::JobOptions& opt
 
 std::string PlanFromRun(const fs::path& run_root, const std::string& run_id, std::string* full_id) {
   std::string error;
+  if (!fs::exists(run_root / "state.db")) Fail(2, "no run store in " + run_root.string() + " (see --run-root)");
   auto db = mlp::rt::state::StateStore::Open(run_root / "state.db", &error);
   if (!db) Fail(2, error);
   auto r = db->FindRun(run_id);
@@ -622,6 +623,7 @@ int CmdLogs(RuntimeFlags& f) {
     for (const auto& l : reply.lines()) std::cout << l.stage() << "[" << l.index() << "] " << l.line() << "\n";
     return 0;
   }
+  if (!fs::exists(fs::path(f.run_root) / "state.db")) Fail(2, "no run store in " + f.run_root + " (see --run-root)");
   auto db = mlp::rt::state::StateStore::Open(fs::path(f.run_root) / "state.db", &error);
   if (!db) Fail(2, error);
   auto run = db->FindRun(f.run_id);
