@@ -22,6 +22,7 @@
 
 #include "head.grpc.pb.h"
 #include "runtime/core/object_service.h"
+#include "runtime/core/resources.h"
 #include "runtime/objects/buffer.h"
 #include "runtime/objects/channel.h"
 #include "runtime/objects/store.h"
@@ -46,24 +47,6 @@ void SpinUntilReadable(int fd, int64_t us) {
   pollfd p{fd, POLLIN, 0};
   for (int64_t until = MonoUs() + us; MonoUs() < until;)
     if (poll(&p, 1, 0) != 0) return;
-}
-
-bool Fits(const v1::Resources& need, const v1::Resources& avail) {
-  if (need.cpu_milli() > avail.cpu_milli() || need.gpu_milli() > avail.gpu_milli() ||
-      need.memory_bytes() > avail.memory_bytes())
-    return false;
-  for (const auto& [k, v] : need.custom_milli()) {
-    auto it = avail.custom_milli().find(k);
-    if (v > (it == avail.custom_milli().end() ? 0 : it->second)) return false;
-  }
-  return true;
-}
-
-void AddTo(v1::Resources* a, const v1::Resources& b, int sign) {
-  a->set_cpu_milli(a->cpu_milli() + sign * b.cpu_milli());
-  a->set_gpu_milli(a->gpu_milli() + sign * b.gpu_milli());
-  a->set_memory_bytes(a->memory_bytes() + sign * b.memory_bytes());
-  for (const auto& [k, v] : b.custom_milli()) (*a->mutable_custom_milli())[k] += sign * v;
 }
 
 // Checks a task spec from the head before anything acts on it.
@@ -109,7 +92,7 @@ class Agent::Impl : public v1::Worker::Service {
     }
     store_ = std::make_unique<objects::Store>(
         objects::Store::Options{static_cast<size_t>(opt_.object_store_bytes), opt_.spill_dir});
-    available_ = opt_.resources;
+    available_ = ToSched(opt_.resources);
     if (opt_.node_key.empty()) opt_.node_key = RandomToken();
 
     object_service_ = std::make_unique<ObjectServiceImpl>(store_.get(), &opt_.sec.token);
@@ -326,8 +309,8 @@ class Agent::Impl : public v1::Worker::Service {
         if (it != actors_.end() && it->second->pid > 0) kill(it->second->pid, SIGKILL);
       }
       for (const auto& id : msg.free_objects()) store_->Delete(id);
-      for (const auto& r : msg.reserve()) AddTo(&available_, r, -1);
-      for (const auto& r : msg.unreserve()) AddTo(&available_, r, +1);
+      for (const auto& r : msg.reserve()) available_ = sched::Subtract(available_, ToSched(r));
+      for (const auto& r : msg.unreserve()) available_ = sched::Add(available_, ToSched(r));
       StartLocked();
       presend_ = nullptr;
     }
@@ -362,13 +345,13 @@ class Agent::Impl : public v1::Worker::Service {
   // Starts queued tasks whose resources are free, and pending actors.
   void StartLocked() {
     for (auto it = queue_.begin(); it != queue_.end();) {
-      if (!Fits((*it)->resources(), available_)) {
+      if (!sched::Fits(ToSched((*it)->resources()), available_)) {
         ++it;
         continue;
       }
       Exec* e = IdleExecLocked();
       if (!e) break;
-      AddTo(&available_, (*it)->resources(), -1);
+      available_ = sched::Subtract(available_, ToSched((*it)->resources()));
       e->task = std::move(*it);
       e->busy = true;
       e->timed_out = e->cancelled = false;
@@ -400,7 +383,7 @@ class Agent::Impl : public v1::Worker::Service {
       }
       e->actor_id = spec.actor_id();
       e->busy = true;
-      AddTo(&available_, spec.resources(), -1);  // the actor holds them while it lives
+      available_ = sched::Subtract(available_, ToSched(spec.resources()));  // held while the actor lives
       actors_[spec.actor_id()] = e;
       actor_specs_[spec.actor_id()] = spec;
       e->cv.notify_all();
@@ -498,7 +481,7 @@ class Agent::Impl : public v1::Worker::Service {
       lock.unlock();
       v1::TaskResult result = RunOne(e, *task);
       lock.lock();
-      AddTo(&available_, task->resources(), +1);
+      available_ = sched::Add(available_, ToSched(task->resources()));
       e->busy = false;
       e->deadline_us = 0;
       running_.erase(task->task_id());
@@ -720,7 +703,7 @@ class Agent::Impl : public v1::Worker::Service {
     }
     e->dead = true;
     e->busy = false;
-    AddTo(&available_, spec.resources(), +1);
+    available_ = sched::Add(available_, ToSched(spec.resources()));
     actors_.erase(e->actor_id);
     StartLocked();
   }
@@ -821,7 +804,7 @@ class Agent::Impl : public v1::Worker::Service {
   std::condition_variable cv_;
   std::atomic<bool> stopping_{false};
   bool stopped_ = false;
-  v1::Resources available_;
+  sched::ResourceSet available_;
   std::deque<std::unique_ptr<v1::TaskSpec>> queue_;
   std::vector<std::pair<Exec*, std::string>>* presend_ = nullptr;  // set while Handle() starts tasks
   std::unordered_set<std::string> seen_tasks_;

@@ -23,6 +23,7 @@
 #include "plan.pb.h"
 #include "runtime/core/object_service.h"
 #include "runtime/core/report.h"
+#include "runtime/core/resources.h"
 #include "runtime/objects/store.h"
 #include "runtime/ops/registry.h"
 #include "runtime/sched/scheduler.h"
@@ -35,24 +36,6 @@ namespace {
 
 constexpr char kHeadNode[] = "head";
 constexpr size_t kWindow = 256;  // queued requests the scheduler looks at per pass
-
-sched::ResourceSet ToSched(const v1::Resources& r) {
-  sched::ResourceSet s;
-  s.cpu_milli = r.cpu_milli();
-  s.gpu_milli = r.gpu_milli();
-  s.memory_bytes = r.memory_bytes();
-  for (const auto& [k, v] : r.custom_milli()) s.custom_milli[k] = v;
-  return s;
-}
-
-v1::Resources ToProto(const sched::ResourceSet& s) {
-  v1::Resources r;
-  r.set_cpu_milli(s.cpu_milli);
-  r.set_gpu_milli(s.gpu_milli);
-  r.set_memory_bytes(s.memory_bytes);
-  for (const auto& [k, v] : s.custom_milli) (*r.mutable_custom_milli())[k] = v;
-  return r;
-}
 
 v1::Resources FromPlan(const plan::v1::Resources& r) {
   v1::Resources o;
@@ -696,6 +679,17 @@ class Head::Impl : public v1::Head::Service {
     return true;
   }
 
+  // The metadata row of a slot's current attempt.
+  static state::TaskRow AttemptRow(const Job* j, const StageRun& s, uint32_t slot, const std::string& node_id) {
+    state::TaskRow row;
+    row.run_id = j->id;
+    row.stage = s.node->name();
+    row.task_index = static_cast<int>(slot);
+    row.attempt = static_cast<int>(s.slots[slot].attempt);
+    row.node_id = node_id;
+    return row;
+  }
+
   void OnJobResultLocked(TaskRec* t, const v1::TaskResult& r, const std::string& node_id,
                          std::vector<state::TaskRow>* rows) {
     Job* j = FindJobLocked(t->job);
@@ -703,12 +697,7 @@ class Head::Impl : public v1::Head::Service {
     StageRun& s = j->stages[static_cast<size_t>(t->stage)];
     Slot& slot = s.slots[t->slot];
     if (slot.task_id != t->spec.task_id()) return;  // a stale attempt
-    state::TaskRow row;
-    row.run_id = j->id;
-    row.stage = s.node->name();
-    row.task_index = static_cast<int>(t->slot);
-    row.attempt = static_cast<int>(slot.attempt);
-    row.node_id = node_id;
+    state::TaskRow row = AttemptRow(j, s, t->slot, node_id);
     row.started_ms = r.started_ms();
     row.finished_ms = r.finished_ms() ? r.finished_ms() : NowMs();
     row.error = r.error();
@@ -1841,12 +1830,7 @@ class Head::Impl : public v1::Head::Service {
             slot.losses++;
             s.losses++;
             s.attempts++;
-            state::TaskRow row;
-            row.run_id = j->id;
-            row.stage = s.node->name();
-            row.task_index = static_cast<int>(t->slot);
-            row.attempt = static_cast<int>(slot.attempt);
-            row.node_id = node_id;
+            state::TaskRow row = AttemptRow(j, s, t->slot, node_id);
             row.status = "lost";
             row.reason = "node_lost";
             row.error = "node " + node_id + " lost: " + why;
