@@ -1,7 +1,6 @@
 #include "runtime/core/agent.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -39,14 +38,6 @@ std::string SignalText(int status) {
   }
   if (WIFEXITED(status)) return "the task's process exited with status " + std::to_string(WEXITSTATUS(status));
   return "the task's process ended";
-}
-
-// Short tasks answer within tens of microseconds: polling that long before
-// blocking saves the thread a sleep and a wake-up on the round trip.
-void SpinUntilReadable(int fd, int64_t us) {
-  pollfd p{fd, POLLIN, 0};
-  for (int64_t until = MonoUs() + us; MonoUs() < until;)
-    if (poll(&p, 1, 0) != 0) return;
 }
 
 // Checks a task spec from the head before anything acts on it.
@@ -561,7 +552,6 @@ class Agent::Impl : public v1::Worker::Service {
       while (true) {
         std::string msg;
         std::vector<int> out_fds;
-        SpinUntilReadable(e->ch.fd(), 40);
         if (!e->ch.Recv(&msg, &out_fds, &error)) break;
         v1::ExecReply reply;
         if (!reply.ParseFromString(msg)) {

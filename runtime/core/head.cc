@@ -1769,17 +1769,6 @@ class Head::Impl : public v1::Head::Service {
         line.line = l.line();
         logs.push_back(std::move(line));
       }
-      flush = TakeFlushLocked();
-      FlushDbLocked();
-    }
-    // Callers waiting on these results first; then what their freed
-    // resources let start.
-    FlushInline(flush);
-    for (auto& f : after) f();
-    after.clear();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      inline_flush_ = true;
       if (dirty_) ScheduleLocked(&after);
       flush = TakeFlushLocked();
       FlushDbLocked();
