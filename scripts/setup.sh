@@ -12,6 +12,8 @@ PACKAGES=(
   protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc libsqlite3-dev
   # libraries: JSON (nlohmann), CLI parsing (CLI11), SHA-256 content hashes (OpenSSL)
   nlohmann-json3-dev libcli11-dev libssl-dev
+  # the openssl tool: the TLS test makes a self-signed certificate with it
+  openssl
   # a faster malloc for the many small allocations of the front end
   libmimalloc-dev
   # tests and benchmarks
