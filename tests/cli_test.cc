@@ -25,28 +25,6 @@ constexpr const char* kQuickstart = "pipelines/quickstart.mlp";
 constexpr const char* kFailFile = "tests/golden/fail_unknown_field.mlp";  // `epoch = 3` at 9:3
 constexpr const char* kWarningsOnly = "tests/golden/unused_warnings.mlp";
 
-// A fresh directory for the files one test writes; removed when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() / ("mlpc_cli_test_" + std::to_string(getpid()) + "_" +
-                                         (info ? std::string(info->name()) : "x") + "_" +
-                                         std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string File(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
 // The JSON plan on stdout of `mlpc compile`, or a failed test.
 json ParseJson(const std::string& text) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);

@@ -25,24 +25,6 @@ using nlohmann::json;
 
 constexpr long long kSumSquares1000 = 332833500;  // sum of x*x for x in 0..999
 
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() / ("mlpc_rt_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string File(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
 json ReadJson(const std::string& path) {
   json j = json::parse(ReadFile(path), nullptr, false);
   EXPECT_FALSE(j.is_discarded()) << path << " is not JSON";

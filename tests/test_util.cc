@@ -4,7 +4,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -76,5 +79,23 @@ RunResult RunMlpc(const std::vector<std::string>& args, const std::string& stdin
   r.err = ReadFile(err);
   return r;
 }
+
+TempDir::TempDir() {
+  static std::atomic<int> counter{0};
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  path_ = (std::filesystem::temp_directory_path() /
+           ("mlpc_test_" + std::to_string(getpid()) + "_" + (info ? std::string(info->name()) : "x") + "_" +
+            std::to_string(counter++)))
+              .string();
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string TempDir::File(const std::string& name) const { return (std::filesystem::path(path_) / name).string(); }
 
 }  // namespace mlp::testing

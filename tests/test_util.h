@@ -21,6 +21,19 @@ void WriteFile(const std::string& path, const std::string& text);
 // Every file under MLP_SOURCE_DIR/dir (recursively) ending in `ext`, relative to MLP_SOURCE_DIR, sorted.
 std::vector<std::string> ListFiles(const std::string& dir, const std::string& ext);
 
+// A fresh directory for the files one test writes; removed when it goes.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string File(const std::string& name) const;
+
+ private:
+  std::string path_;
+};
+
 struct RunResult {
   int exit_code = -1;
   std::string out;

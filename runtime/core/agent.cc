@@ -87,24 +87,8 @@ class Agent::Impl : public v1::Worker::Service {
     if (opt_.node_key.empty()) opt_.node_key = RandomToken();
 
     object_service_ = std::make_unique<ObjectServiceImpl>(store_.get(), &opt_.sec.token);
-    grpc::ServerBuilder builder;
-    ApplyServerLimits(&builder);
-    auto creds = MakeServerCredentials(opt_.sec, error);
-    if (!creds) return false;
-    int port = 0;
-    builder.AddListeningPort(opt_.listen, creds, &port);
-    builder.RegisterService(this);
-    builder.RegisterService(object_service_.get());
-    server_ = builder.BuildAndStart();
-    if (!server_) return *error = "cannot listen on " + opt_.listen, false;
-    if (opt_.listen.rfind("unix:", 0) == 0) {
-      address_ = opt_.listen;
-    } else {
-      std::string host = opt_.advertise_host;
-      if (host.empty()) host = opt_.listen.substr(0, opt_.listen.rfind(':'));
-      if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
-      address_ = HostPort(host, port);
-    }
+    server_ = StartServer(opt_.listen, opt_.advertise_host, opt_.sec, {this, object_service_.get()}, &address_, error);
+    if (!server_) return false;
     spawner_ = std::thread([this] { SpawnerLoop(); });
     head_ = v1::Head::NewStub(MakeChannel(opt_.head, opt_.sec));
     int64_t deadline = MonoUs() + int64_t{register_timeout_ms} * 1000;

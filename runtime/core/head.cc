@@ -211,23 +211,8 @@ class Head::Impl : public v1::Head::Service {
         static_cast<size_t>(opt_.object_store_bytes), (fs::path(opt_.state_dir) / "spill").string()});
     fs::create_directories(fs::path(opt_.state_dir) / "spill", ec);
     object_service_ = std::make_unique<ObjectServiceImpl>(store_.get(), &opt_.sec.token);
-    grpc::ServerBuilder builder;
-    ApplyServerLimits(&builder);
-    auto creds = MakeServerCredentials(opt_.sec, error);
-    if (!creds) return false;
-    int port = 0;
-    builder.AddListeningPort(opt_.listen, creds, &port);
-    builder.RegisterService(this);
-    builder.RegisterService(object_service_.get());
-    server_ = builder.BuildAndStart();
-    if (!server_) return *error = "cannot listen on " + opt_.listen, false;
-    if (opt_.listen.rfind("unix:", 0) == 0) {
-      address_ = opt_.listen;
-    } else {
-      std::string host = opt_.listen.substr(0, opt_.listen.rfind(':'));
-      if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
-      address_ = HostPort(host, port);
-    }
+    server_ = StartServer(opt_.listen, "", opt_.sec, {this, object_service_.get()}, &address_, error);
+    if (!server_) return false;
     loop_ = std::thread([this] { Loop(); });
     persister_ = std::thread([this] { PersistLoop(); });
     return true;

@@ -140,6 +140,31 @@ void ApplyServerLimits(grpc::ServerBuilder* builder) {
   builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
 }
 
+std::unique_ptr<grpc::Server> StartServer(const std::string& listen, const std::string& advertise_host,
+                                          const Security& sec, const std::vector<grpc::Service*>& services,
+                                          std::string* address, std::string* error) {
+  grpc::ServerBuilder builder;
+  ApplyServerLimits(&builder);
+  auto creds = MakeServerCredentials(sec, error);
+  if (!creds) return nullptr;
+  int port = 0;
+  builder.AddListeningPort(listen, creds, &port);
+  for (auto* s : services) builder.RegisterService(s);
+  auto server = builder.BuildAndStart();
+  if (!server) {
+    *error = "cannot listen on " + listen;
+    return nullptr;
+  }
+  if (listen.rfind("unix:", 0) == 0) {
+    *address = listen;
+  } else {
+    std::string host = advertise_host.empty() ? listen.substr(0, listen.rfind(':')) : advertise_host;
+    if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
+    *address = HostPort(host, port);
+  }
+  return server;
+}
+
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();

@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace mlp::rt {
 
@@ -43,6 +44,12 @@ void AddToken(grpc::ClientContext* ctx, const std::string& token);
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const Security& sec);
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const Security& sec, std::string* error);
 void ApplyServerLimits(grpc::ServerBuilder* builder);
+// Starts a server on `listen` (host:port, port 0 picks one, or unix:/path)
+// with the limits and credentials above. `address` is where others reach it:
+// `advertise_host` (or the listen host; 127.0.0.1 for a wildcard) and the port.
+std::unique_ptr<grpc::Server> StartServer(const std::string& listen, const std::string& advertise_host,
+                                          const Security& sec, const std::vector<grpc::Service*>& services,
+                                          std::string* address, std::string* error);
 
 // Milliseconds since the Unix epoch; and a monotonic clock in microseconds.
 int64_t NowMs();
