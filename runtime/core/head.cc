@@ -64,6 +64,7 @@ std::string StageLabel(const plan::v1::Node& n) {
 // ------------------------------------------------------------------------------------------------
 
 struct WorkerConn {
+  std::unique_ptr<v1::Worker::Stub> stub;
   grpc::ClientContext ctx;
   std::unique_ptr<grpc::ClientReaderWriter<v1::ToWorker, v1::FromWorker>> stream;
   std::thread reader, writer;
@@ -279,7 +280,6 @@ class Head::Impl : public v1::Head::Service {
         ns.total = ns.available = ToSched(n.total());
         ns.last_hb_us = MonoUs();
         ns.conn = Connect(id, n.address());
-        Event(nullptr, "node " + id + " joined: " + n.address() + " (" + sched::ToStringNonZero(ns.total) + ")");
         dirty_ = true;
       } else {
         nodes_[id].last_hb_us = MonoUs();
@@ -926,11 +926,6 @@ class Head::Impl : public v1::Head::Service {
   }
 
   void Event(Job* j, const std::string& message) {
-    if (!j) {
-      cluster_events_.push_back(message);
-      if (cluster_events_.size() > 1000) cluster_events_.erase(cluster_events_.begin());
-      return;
-    }
     v1::JobEvent e;
     e.set_message(message);
     PushEventLocked(j, std::move(e));
@@ -1425,15 +1420,15 @@ class Head::Impl : public v1::Head::Service {
       cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return stopped_ || dirty_; });
       if (stopped_) break;
       int64_t now = MonoUs();
+      std::vector<std::function<void()>> after;
       if (now - last_check > 50000) {
         last_check = now;
         for (auto& [id, n] : nodes_) {
           if (n.alive && now - n.last_hb_us > int64_t{opt_.heartbeat_timeout_ms} * 1000)
-            NodeLostLocked(id, "no heartbeat for " + std::to_string(opt_.heartbeat_timeout_ms) + " ms");
+            NodeLostLocked(id, "no heartbeat for " + std::to_string(opt_.heartbeat_timeout_ms) + " ms", &after);
         }
         dirty_ = true;  // delayed retries may be due
       }
-      std::vector<std::function<void()>> after;
       if (dirty_) {
         dirty_ = false;
         ScheduleLocked(&after);
@@ -1467,18 +1462,19 @@ class Head::Impl : public v1::Head::Service {
     }
     if (view.empty()) return;
     // Nothing can start or be pipelined anywhere: skip the pass (a result frees room and calls again).
+    // `room`: how many tasks could still be pipelined onto the nodes.
+    size_t room = 0;
     bool saturated = true;
-    for (auto& [id, n] : nodes_)
-      if (n.alive && (n.available.cpu_milli > 0 || n.outstanding < PipelineCap(n))) saturated = false;
+    for (auto& [id, n] : nodes_) {
+      if (!n.alive) continue;
+      if (n.outstanding < PipelineCap(n)) room += PipelineCap(n) - n.outstanding;
+      if (n.available.cpu_milli > 0 || n.outstanding < PipelineCap(n)) saturated = false;
+    }
     if (saturated) return;
     int64_t now = MonoUs();
-    // The window: requests taken from the front of the queue. Those not
-    // started go back to the front in their order, so a pass costs
-    // O(window), however long the queue is.
-    // At most as many candidates as could start or be pipelined now.
-    size_t room = 0;
-    for (auto& [id, n] : nodes_)
-      if (n.alive) room += n.outstanding < PipelineCap(n) ? PipelineCap(n) - n.outstanding : 0;
+    // The window: requests taken from the front of the queue, at most as many
+    // as could start or be pipelined now. Those not started go back to the
+    // front in their order, so a pass costs O(window) however long the queue is.
     size_t limit = std::clamp<size_t>(room, 16, kWindow);
     std::vector<uint64_t> cands;
     while (!queue_.empty() && cands.size() < limit) {
@@ -1668,9 +1664,9 @@ class Head::Impl : public v1::Head::Service {
   std::shared_ptr<WorkerConn> Connect(const std::string& node_id, const std::string& address) {
     auto c = std::make_shared<WorkerConn>();
     auto channel = MakeChannel(address, opt_.sec);
-    stubs_[node_id] = v1::Worker::NewStub(channel);
+    c->stub = v1::Worker::NewStub(channel);
     AddToken(&c->ctx, opt_.sec.token);
-    c->stream = stubs_[node_id]->Execute(&c->ctx);
+    c->stream = c->stub->Execute(&c->ctx);
     {
       v1::ToWorker hello;
       hello.set_node_id(node_id);
@@ -1695,8 +1691,8 @@ class Head::Impl : public v1::Head::Service {
       c->cv.notify_all();
       std::unique_lock<std::mutex> lock(mu_);
       if (!stopped_) {
-        NodeLostLocked(node_id, "its connection closed");
         std::vector<std::function<void()>> after;
+        NodeLostLocked(node_id, "its connection closed", &after);
         ScheduleLocked(&after);
         FlushDbLocked();
         lock.unlock();
@@ -1764,12 +1760,12 @@ class Head::Impl : public v1::Head::Service {
     if (!logs.empty()) db_->AppendLogs(logs);
   }
 
-  void NodeLostLocked(const std::string& node_id, const std::string& why) {
+  // `after` collects callbacks (of actors and their calls) to run once the lock is released.
+  void NodeLostLocked(const std::string& node_id, const std::string& why, std::vector<std::function<void()>>* after) {
     auto nit = nodes_.find(node_id);
     if (nit == nodes_.end() || !nit->second.alive) return;
     NodeState& n = nit->second;
     n.alive = false;
-    Event(nullptr, "node " + node_id + " lost: " + why);
     for (auto& [id, j] : jobs_)
       if (j->status == "running") Event(j.get(), "node " + node_id + " (" + n.info.address() + ") lost: " + why);
     if (n.conn) {
@@ -1791,7 +1787,6 @@ class Head::Impl : public v1::Head::Service {
         ++it;
       }
     }
-    std::vector<std::function<void()>> after;
     for (uint64_t h : lost) {
       TaskRec* t = FindTaskLocked(h);
       if (!t) continue;
@@ -1831,7 +1826,7 @@ class Head::Impl : public v1::Head::Service {
     }
     // Actors that lived there.
     for (auto& [aid, a] : actors_)
-      if (a->node == node_id && !a->dead) ActorDiedLocked(a.get(), "node " + node_id + " lost", &after);
+      if (a->node == node_id && !a->dead) ActorDiedLocked(a.get(), "node " + node_id + " lost", after);
     // Placement groups holding resources there are released with the node.
     // Objects that lived only there.
     std::vector<std::string> orphaned;
@@ -1841,14 +1836,6 @@ class Head::Impl : public v1::Head::Service {
     for (const auto& id : orphaned) RebuildLocked(id);
     n.outstanding = 0;
     dirty_ = true;
-    for (auto& f : after) deferred_.push_back(std::move(f));
-    if (!deferred_.empty()) {
-      auto d = std::move(deferred_);
-      deferred_.clear();
-      std::thread([d = std::move(d)] {
-        for (auto& f : d) f();
-      }).detach();
-    }
     cv_.notify_all();
   }
 
@@ -1869,7 +1856,6 @@ class Head::Impl : public v1::Head::Service {
   std::vector<std::shared_ptr<WorkerConn>> flush_;
   uint64_t node_seq_ = 0, task_seq_ = 0, actor_seq_ = 0, call_seq_ = 0;
   std::map<std::string, NodeState> nodes_;
-  std::unordered_map<std::string, std::unique_ptr<v1::Worker::Stub>> stubs_;
   std::unordered_map<uint64_t, std::unique_ptr<TaskRec>> tasks_;
   std::deque<uint64_t> queue_;
   std::deque<uint64_t> retired_;
@@ -1880,8 +1866,6 @@ class Head::Impl : public v1::Head::Service {
   std::map<std::string, std::unique_ptr<ActorRec>> actors_;
   std::deque<std::pair<std::string, int>> persist_queue_;
   std::vector<std::function<void()>> db_writes_;
-  std::vector<std::function<void()>> deferred_;
-  std::vector<std::string> cluster_events_;
   std::thread loop_, persister_;
 };
 

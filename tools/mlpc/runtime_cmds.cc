@@ -180,7 +180,6 @@ class RemoteClient : public JobClient {
     for (int broken = 0; broken < 20;) {
       grpc::ClientContext ctx;
       Prepare(&ctx, 0);
-      std::lock_guard<std::mutex> l(ctx_mu_);
       v1::WatchJobRequest req;
       req.set_job_id(id);
       req.set_after_seq(after);
@@ -226,7 +225,6 @@ class RemoteClient : public JobClient {
   mlp::rt::Security sec_;
   std::unique_ptr<v1::Head::Stub> stub_;
   std::string address_;
-  std::mutex ctx_mu_;
 };
 
 // --- progress display ---------------------------------------------------------------------------
