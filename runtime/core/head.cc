@@ -527,17 +527,20 @@ class Head::Impl : public v1::Head::Service {
         // Paths are relative to the state directory, so a run store can move.
         fs::path path = files[k].get<std::string>();
         if (path.is_relative()) path = fs::path(opt_.state_dir) / path;
-        std::string bytes;
+        // Read straight into the object's buffer (a copy, not a mapping: a
+        // file truncated behind our back must not be able to crash the head).
+        std::error_code ec;
+        uintmax_t size = fs::file_size(path, ec);
         std::ifstream in(path, std::ios::binary);
-        if (!in) return false;
-        std::ostringstream ss;
-        ss << in.rdbuf();
-        bytes = ss.str();
+        if (ec || !in) return false;
         std::string id = ObjectId(j, stage, port, static_cast<uint32_t>(k)), error;
-        auto buf = objects::Buffer::Copy(bytes, &error);
-        if (!buf || !store_->Put(id, std::move(buf), &error)) return false;
+        auto buf = objects::Buffer::Create(size, &error);
+        if (!buf) return false;
+        if (size > 0 && !in.read(reinterpret_cast<char*>(buf->mutable_data()), static_cast<std::streamsize>(size)))
+          return false;
+        if (!store_->Put(id, std::move(buf), &error)) return false;
         ObjInfo& o = objs_[id];
-        o.size = bytes.size();
+        o.size = size;
         o.locations.insert(kHeadNode);
         o.job = j->id;
         o.stage = stage;
