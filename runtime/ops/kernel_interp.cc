@@ -4,14 +4,18 @@
 // compiler/sema/kernels.cc) by explicit Convert nodes or by folding constants,
 // so evaluation never looks at types it could not know in advance.
 #include "runtime/ops/kernel_interp.h"
+#include "runtime/ops/kernel_code.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <functional>
 #include <limits>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "compiler/base/diagnostics.h"
 #include "compiler/base/source.h"
@@ -75,93 +79,6 @@ DType ToDType(ScalarType t) {
 }
 
 namespace detail {
-
-// Static types; Lit* are literals not yet given a type (computed in i64 / f64).
-enum class T : uint8_t { Bool, I32, I64, F32, F64, LitInt, LitFloat, Error };
-
-std::string_view TName(T t) {
-  switch (t) {
-    case T::Bool: return "bool";
-    case T::I32: return "i32";
-    case T::I64: return "i64";
-    case T::F32: return "f32";
-    case T::F64: return "f64";
-    case T::LitInt: return "integer literal";
-    case T::LitFloat: return "float literal";
-    case T::Error: return "<error>";
-  }
-  return "?";
-}
-T FromScalar(ScalarType s) { return static_cast<T>(s); }
-bool IsFloatT(T t) { return t == T::F32 || t == T::F64 || t == T::LitFloat; }
-bool IsIntT(T t) { return t == T::I32 || t == T::I64 || t == T::LitInt; }
-bool IsNumericT(T t) { return IsFloatT(t) || IsIntT(t); }
-bool Assignable(T from, T to) {
-  return from == to || (from == T::LitInt && IsNumericT(to)) || (from == T::LitFloat && (to == T::F32 || to == T::F64));
-}
-
-std::optional<T> ScalarTypeNamed(std::string_view name) {
-  if (name == "f32") return T::F32;
-  if (name == "f64") return T::F64;
-  if (name == "i32") return T::I32;
-  if (name == "i64") return T::I64;
-  if (name == "bool") return T::Bool;
-  return std::nullopt;
-}
-
-union Slot {
-  double f;
-  int64_t i;
-};
-
-enum class Op : uint8_t {
-  Const, Var, Let, Block, If, And, Or, Not, Neg,
-  Add, Sub, Mul, Div, Mod, Lt, Le, Gt, Ge, Eq, Ne,
-  Convert, Builtin, Call,
-};
-enum class Fn : uint8_t { Exp, Log, Sqrt, Sin, Cos, Tanh, Abs, Min, Max, Clamp, Floor, Pow };
-
-struct Node {
-  Op op = Op::Const;
-  T type = T::Error;  // the value's type
-  T in = T::Error;    // operand type (arithmetic, comparison, builtin) or source type (Convert)
-  Fn fn = Fn::Exp;
-  uint32_t a = 0, b = 0, c = 0;  // children
-  uint32_t list = 0, count = 0;  // Block: lets; Call: arguments (indices into KernelCode::lists)
-  uint32_t slot = 0;             // Var, Let
-  Slot value{};                  // Const
-  uint32_t pos = 0;              // byte offset in the kernel's source, for errors
-  const CompiledKernel* callee = nullptr;
-};
-
-struct KernelCode {
-  std::vector<Node> nodes;
-  std::vector<uint32_t> lists;
-  uint32_t root = 0;
-  uint32_t slots = 0;
-  std::string source;
-  std::string file;
-  uint32_t line = 0, column = 0;  // where the source starts in `file`
-  std::string kernel;              // its name as written in the source
-
-  // "file:line:col" of a byte offset inside the source.
-  std::string Where(uint32_t pos) const {
-    uint32_t l = 1, c = 1;
-    for (uint32_t k = 0; k < pos && k < source.size(); ++k) {
-      if (source[k] == '\n') {
-        ++l;
-        c = 1;
-      } else {
-        ++c;
-      }
-    }
-    uint32_t line_no = line ? line + l - 1 : l;
-    uint32_t col_no = l == 1 && column ? column + c - 1 : c;
-    return (file.empty() ? std::string("<kernel>") : file) + ":" + std::to_string(line_no) + ":" +
-           std::to_string(col_no);
-  }
-};
-
 // Runs kernels; frames live on one growable stack, addressed by index.
 class Evaluator {
  public:
@@ -426,6 +343,9 @@ bool Evaluator::Run(const CompiledKernel& k, const Slot* args, Slot* out) {
   stack_.resize(c.slots);
   std::memcpy(stack_.data(), args, sizeof(Slot) * k.params_.size());
   *out = Eval(c, c.root, 0);
+  if (!c.outputs.empty()) {
+    for (size_t o = 0; o < c.outputs.size(); ++o) out[o] = stack_[c.outputs[o]];
+  }
   return !failed;
 }
 
@@ -437,9 +357,108 @@ using detail::Op;
 using detail::Slot;
 using detail::T;
 
-CompiledKernel::CompiledKernel() = default;
-CompiledKernel::~CompiledKernel() = default;
-KernelProgram::~KernelProgram() = default;
+bool ParseJitMode(std::string_view s, JitMode* out) {
+  if (s == "auto") {
+    *out = JitMode::Auto;
+  } else if (s == "on") {
+    *out = JitMode::On;
+  } else if (s == "off") {
+    *out = JitMode::Off;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+std::string_view JitModeName(JitMode m) {
+  switch (m) {
+    case JitMode::Auto: return "auto";
+    case JitMode::On: return "on";
+    case JitMode::Off: return "off";
+  }
+  return "auto";
+}
+
+JitMode DefaultJitMode() {
+  JitMode m = JitMode::Auto;
+  if (const char* env = std::getenv("MLPC_JIT")) ParseJitMode(env, &m);
+  return m;
+}
+
+namespace {
+std::atomic<NativeBackend*> g_backend{nullptr};
+}  // namespace
+
+void SetNativeBackend(NativeBackend* backend) { g_backend.store(backend, std::memory_order_release); }
+NativeBackend* GetNativeBackend() { return g_backend.load(std::memory_order_acquire); }
+
+// The native tier of one kernel: the code once compiled, and the background
+// compile that produces it in auto mode.
+struct CompiledKernel::TierState {
+  std::mutex mu;
+  bool started = false;  // a compile was started (it runs once per kernel)
+  std::string error;     // why it failed, if it did
+  std::thread worker;
+  std::unique_ptr<NativeCode> code;
+};
+
+CompiledKernel::CompiledKernel() : tier_(std::make_unique<TierState>()) {}
+CompiledKernel::~CompiledKernel() { WaitForNative(); }
+
+KernelProgram::~KernelProgram() {
+  // Background compiles read callees' code: finish them all before any kernel goes.
+  for (auto& k : kernels_) k->WaitForNative();
+}
+
+void CompiledKernel::WaitForNative() const {
+  std::thread t;
+  {
+    std::lock_guard<std::mutex> lock(tier_->mu);
+    t = std::move(tier_->worker);
+  }
+  if (t.joinable()) t.join();
+}
+
+bool CompiledKernel::Tier(std::string* error) const {
+  if (options_.jit == JitMode::Off || native()) return true;
+  NativeBackend* backend = GetNativeBackend();
+  TierState& ts = *tier_;
+  if (options_.jit == JitMode::On) {
+    std::lock_guard<std::mutex> lock(ts.mu);
+    if (native()) return true;
+    if (!backend) {
+      ts.error = "kernel `" + name_ + "`: --jit=on, but this build has no native tier";
+    } else if (!ts.started) {
+      ts.started = true;
+      std::string why;
+      ts.code = backend->Compile(*this, &why);
+      if (ts.code) {
+        native_.store(ts.code.get(), std::memory_order_release);
+        return true;
+      }
+      ts.error = "kernel `" + name_ + "`: native compile failed: " + why;
+    }
+    if (error) *error = ts.error;
+    return false;
+  }
+  // auto: a kernel that fails to compile stays interpreted.
+  if (!backend || calls() < options_.hot_calls) return true;
+  std::lock_guard<std::mutex> lock(ts.mu);
+  if (ts.started) return true;
+  ts.started = true;
+  ts.worker = std::thread([this, backend] {
+    std::string why;
+    std::unique_ptr<NativeCode> code = backend->Compile(*this, &why);
+    std::lock_guard<std::mutex> lock(tier_->mu);
+    if (code) {
+      tier_->code = std::move(code);
+      native_.store(tier_->code.get(), std::memory_order_release);
+    } else {
+      tier_->error = why;
+    }
+  });
+  return true;
+}
 
 namespace {
 
@@ -881,7 +900,8 @@ bool ParseType(const std::string& s, ScalarType* out) {
 
 }  // namespace
 
-std::unique_ptr<KernelProgram> KernelProgram::Build(const plan::v1::Plan& plan, std::string* error) {
+std::unique_ptr<KernelProgram> KernelProgram::Build(const plan::v1::Plan& plan, std::string* error,
+                                                    const KernelOptions& options) {
   auto fail = [&](std::string msg) {
     if (error) *error = std::move(msg);
     return nullptr;
@@ -892,6 +912,7 @@ std::unique_ptr<KernelProgram> KernelProgram::Build(const plan::v1::Plan& plan, 
   for (const auto& pk : plan.kernels()) {
     auto k = std::make_unique<CompiledKernel>();
     k->name_ = pk.name();
+    k->options_ = options;
     std::string where = "kernel `" + pk.name() + "`";
     if (pk.name().empty()) return fail("a kernel in the plan has no name");
     if (pk.params_size() > static_cast<int>(kMaxParams)) return fail(where + " has more than 256 parameters");
@@ -1190,6 +1211,10 @@ bool CompiledKernel::Call(std::span<const Scalar> args, Scalar* out, std::string
     }
     return false;
   }
+  if (!outputs_.empty()) {
+    if (error) *error = "`" + name_ + "` is an env step with several results; use CallMulti";
+    return false;
+  }
   std::vector<Slot> slots;
   for (size_t k = 0; k < args.size(); ++k) {
     if (args[k].type != params_[k]) {
@@ -1202,18 +1227,90 @@ bool CompiledKernel::Call(std::span<const Scalar> args, Scalar* out, std::string
     }
     slots.push_back(ToSlot(args[k]));
   }
+  if (!Tier(error)) return false;
+  Slot r;
+  if (const NativeCode* nc = native(); nc && nc->fns.call) {
+    native_calls_.fetch_add(1, std::memory_order_relaxed);
+    if (nc->fns.call(slots.data(), &r) == 0) {
+      *out = FromSlot(result_, r);
+      return true;
+    }
+    // A check failed: the interpreter below says which, and where.
+  }
   detail::Evaluator ev;
   ev.error = error;
   calls_.fetch_add(1, std::memory_order_relaxed);
-  Slot r;
   if (!ev.Run(*this, slots.data(), &r)) return false;
   *out = FromSlot(result_, r);
   return true;
 }
 
+bool CompiledKernel::CallMulti(std::span<const Scalar> args, std::vector<Scalar>* out, std::string* error) const {
+  if (outputs_.empty()) {
+    if (error) *error = "`" + name_ + "` has one result; use Call";
+    return false;
+  }
+  if (args.size() != params_.size()) {
+    if (error) {
+      *error = "`" + name_ + "` takes " + std::to_string(params_.size()) + " argument(s), but " +
+               std::to_string(args.size()) + " were given";
+    }
+    return false;
+  }
+  std::vector<Slot> slots;
+  for (size_t k = 0; k < args.size(); ++k) {
+    if (args[k].type != params_[k]) {
+      if (error) {
+        *error = "`" + name_ + "`: argument " + std::to_string(k + 1) + " must be `" +
+                 std::string(ScalarTypeName(params_[k])) + "`, but it is `" +
+                 std::string(ScalarTypeName(args[k].type)) + "`";
+      }
+      return false;
+    }
+    slots.push_back(ToSlot(args[k]));
+  }
+  if (!Tier(error)) return false;
+  std::vector<Slot> r(outputs_.size());
+  bool done = false;
+  if (const NativeCode* nc = native(); nc && nc->fns.call) {
+    native_calls_.fetch_add(1, std::memory_order_relaxed);
+    done = nc->fns.call(slots.data(), r.data()) == 0;
+  }
+  if (!done) {
+    detail::Evaluator ev;
+    ev.error = error;
+    calls_.fetch_add(1, std::memory_order_relaxed);
+    if (!ev.Run(*this, slots.data(), r.data())) return false;
+  }
+  out->clear();
+  for (size_t o = 0; o < outputs_.size(); ++o) out->push_back(FromSlot(outputs_[o], r[o]));
+  return true;
+}
+
+namespace {
+
+size_t ElemSize(ScalarType t) {
+  return t == ScalarType::Bool ? 1 : (t == ScalarType::I32 || t == ScalarType::F32) ? 4 : 8;
+}
+
+// The column's dtype holds exactly the parameter's type: native code can read it in place.
+bool SameRepr(DType d, ScalarType t) {
+  return (d == DType::Bool && t == ScalarType::Bool) || (d == DType::I32 && t == ScalarType::I32) ||
+         (d == DType::I64 && t == ScalarType::I64) || (d == DType::F32 && t == ScalarType::F32) ||
+         (d == DType::F64 && t == ScalarType::F64);
+}
+
+void WriteParam(uint8_t* base, uint64_t k, ScalarType t, Slot v) { Write(base, k, t, v); }
+
+}  // namespace
+
 bool MapColumns(const CompiledKernel& k, std::span<const Column* const> args, Column* out, std::string* error) {
   if (args.empty()) {
     if (error) *error = "kernel `" + k.name() + "`: map needs at least one column";
+    return false;
+  }
+  if (!k.outputs().empty()) {
+    if (error) *error = "`" + k.name() + "` is an env step, not a kernel to map";
     return false;
   }
   std::vector<Reader> readers;
@@ -1227,16 +1324,56 @@ bool MapColumns(const CompiledKernel& k, std::span<const Column* const> args, Co
   std::vector<Slot> in(args.size());
   detail::Evaluator ev;
   ev.error = error;
-  for (uint64_t e = 0; e < n; ++e) {
-    for (size_t a = 0; a < args.size(); ++a) in[a] = readers[a](bases[a], e);
-    Slot r;
-    if (!ev.Run(k, in.data(), &r)) {
-      k.calls_.fetch_add(e + 1, std::memory_order_relaxed);
+  // Interprets elements [b, e); false at the first that fails.
+  auto interpret = [&](uint64_t b, uint64_t e) {
+    for (uint64_t x = b; x < e; ++x) {
+      for (size_t a = 0; a < args.size(); ++a) in[a] = readers[a](bases[a], x);
+      Slot r;
+      if (!ev.Run(k, in.data(), &r)) {
+        k.calls_.fetch_add(x - b + 1, std::memory_order_relaxed);
+        return false;
+      }
+      Write(dst, x, k.result(), r);
+    }
+    k.calls_.fetch_add(e - b, std::memory_order_relaxed);
+    return true;
+  };
+  // Work goes in chunks, so that a kernel that gets hot switches to native
+  // code while the map is still running.
+  constexpr uint64_t kChunk = 1 << 16;
+  std::vector<std::vector<uint8_t>> scratch(args.size());
+  std::vector<const void*> ptrs(args.size());
+  const size_t out_size = ElemSize(k.result());
+  for (uint64_t b = 0; b < n; b += kChunk) {
+    uint64_t e = std::min(n, b + kChunk);
+    if (!k.Tier(error)) return false;
+    const NativeCode* nc = k.native();
+    if (!nc || !nc->fns.map) {
+      if (!interpret(b, e)) return false;
+      continue;
+    }
+    for (size_t a = 0; a < args.size(); ++a) {
+      ScalarType t = k.params()[a];
+      if (SameRepr(args[a]->dtype, t)) {
+        ptrs[a] = bases[a] + b * ElemSize(t);
+        continue;
+      }
+      scratch[a].resize((e - b) * ElemSize(t));
+      for (uint64_t x = b; x < e; ++x) WriteParam(scratch[a].data(), x - b, t, readers[a](bases[a], x));
+      ptrs[a] = scratch[a].data();
+    }
+    uint32_t site = nc->fns.map(ptrs.data(), dst + b * out_size, static_cast<int64_t>(e - b));
+    k.native_calls_.fetch_add(e - b, std::memory_order_relaxed);
+    if (site != 0) {
+      if (interpret(b, e)) {
+        if (error) {
+          *error = "kernel `" + k.name() + "`: native code failed check " + std::to_string(site) +
+                   " that the interpreter passed (a bug in mlpc; run with --jit=off)";
+        }
+      }
       return false;
     }
-    Write(dst, e, k.result(), r);
   }
-  k.calls_.fetch_add(n, std::memory_order_relaxed);
   *out = std::move(result);
   return true;
 }

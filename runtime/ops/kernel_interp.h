@@ -38,10 +38,62 @@ struct Scalar {
   static Scalar Bool(bool v);
 };
 
+class CompiledKernel;
 namespace detail {
 struct KernelCode;
 class Evaluator;
 }  // namespace detail
+
+// Which tier runs kernels. auto: interpret, and compile a kernel to native
+// code in the background once it is hot; on: compile before first use; off:
+// interpret only.
+enum class JitMode : uint8_t { Auto, On, Off };
+bool ParseJitMode(std::string_view s, JitMode* out);
+std::string_view JitModeName(JitMode m);
+// The process default: $MLPC_JIT (auto|on|off), else auto.
+JitMode DefaultJitMode();
+
+// A kernel's native entry points. Each returns 0 when every check passed, or a
+// nonzero site id when one failed (integer division by zero, a NaN or
+// out-of-range conversion); the caller then re-runs the failing element in the
+// interpreter, which says what failed and where, so both tiers report the same
+// error. Arrays hold values of the parameter's exact type (bool: one byte).
+struct NativeFns {
+  // out[e] = kernel(args[0][e], args[1][e], ...) for e in [0, n).
+  uint32_t (*map)(const void* const* args, void* out, int64_t n) = nullptr;
+  // One call on 8-byte slots (doubles for floats, int64 for integers and
+  // bools); an env step writes one slot per output.
+  uint32_t (*call)(const void* args, void* out) = nullptr;
+  // bool kernels of one parameter: the elements of `in` that hold, in order,
+  // into `out`; *kept of them.
+  uint32_t (*filter)(const void* in, void* out, int64_t n, int64_t* kept) = nullptr;
+  // number kernels of one parameter: *acc += kernel(in[e]) in element order
+  // (in the result type; integers wrap).
+  uint32_t (*reduce)(const void* in, int64_t n, void* acc) = nullptr;
+};
+
+// Compiled code of one kernel (and its callees); unloaded when destroyed.
+class NativeCode {
+ public:
+  virtual ~NativeCode() = default;
+  NativeFns fns;
+};
+
+// The native tier (runtime/jit installs one). Must be thread-safe.
+class NativeBackend {
+ public:
+  virtual ~NativeBackend() = default;
+  virtual std::unique_ptr<NativeCode> Compile(const CompiledKernel& k, std::string* error) = 0;
+};
+void SetNativeBackend(NativeBackend* backend);
+NativeBackend* GetNativeBackend();
+
+struct KernelOptions {
+  JitMode jit = DefaultJitMode();
+  // auto: interpreted evaluations (nested calls included) before a kernel is
+  // compiled in the background.
+  uint64_t hot_calls = 20000;
+};
 
 class CompiledKernel {
  public:
@@ -50,27 +102,51 @@ class CompiledKernel {
   const std::string& name() const { return name_; }
   const std::vector<ScalarType>& params() const { return params_; }
   ScalarType result() const { return result_; }
-  // Calls so far, nested calls from other kernels included.
+  // Interpreted calls so far, nested calls from other kernels included.
   uint64_t calls() const { return calls_.load(std::memory_order_relaxed); }
+  // Elements (or calls) run by native code so far.
+  uint64_t native_calls() const { return native_calls_.load(std::memory_order_relaxed); }
   // Evaluates once. Arguments must match the parameter types exactly.
   bool Call(std::span<const Scalar> args, Scalar* out, std::string* error) const;
+  // An env step (several results): `out` gets one value per output.
+  bool CallMulti(std::span<const Scalar> args, std::vector<Scalar>* out, std::string* error) const;
+
+  // The native code, once compiled (null before, and always with jit off).
+  const NativeCode* native() const { return native_.load(std::memory_order_acquire); }
+  // jit on: compiles now if not yet compiled (false with `error` when that
+  // fails). auto: starts a background compile once the kernel is hot. off:
+  // nothing. Called by the drivers between chunks of work.
+  bool Tier(std::string* error) const;
+  // Blocks until a background compile started by Tier() has finished.
+  void WaitForNative() const;
+  const detail::KernelCode& code() const { return *code_; }
+  // Result types of an env step (empty for a kernel).
+  const std::vector<ScalarType>& outputs() const { return outputs_; }
 
  private:
   friend class KernelProgram;
   friend class detail::Evaluator;
   friend bool MapColumns(const CompiledKernel&, std::span<const Column* const>, Column*, std::string*);
+  friend bool FilterMask(const CompiledKernel&, const Column&, std::vector<uint8_t>*, std::string*);
   std::string name_;
   std::vector<ScalarType> params_;
   ScalarType result_ = ScalarType::F64;
+  std::vector<ScalarType> outputs_;
   mutable std::atomic<uint64_t> calls_{0};
+  mutable std::atomic<uint64_t> native_calls_{0};
   std::unique_ptr<detail::KernelCode> code_;
+  KernelOptions options_;
+  struct TierState;
+  std::unique_ptr<TierState> tier_;
+  mutable std::atomic<const NativeCode*> native_{nullptr};
 };
 
 class KernelProgram {
  public:
   // Parses, resolves and checks every kernel of the plan; null with `error`
   // (naming the kernel and its location) when one is invalid.
-  static std::unique_ptr<KernelProgram> Build(const plan::v1::Plan& plan, std::string* error);
+  static std::unique_ptr<KernelProgram> Build(const plan::v1::Plan& plan, std::string* error,
+                                              const KernelOptions& options = {});
   const CompiledKernel* Find(std::string_view name) const;
   size_t size() const { return kernels_.size(); }
   ~KernelProgram();
