@@ -13,6 +13,8 @@
 
 namespace mlp::rt::jit {
 
+bool EmitIR(const ops::CompiledKernel& k, bool optimized, std::string* ir, std::string* error);
+
 struct JitOptions {
   std::string cache_dir;  // empty: no disk cache
   int opt_level = 2;      // 0..3
@@ -37,6 +39,7 @@ class Jit : public ops::NativeBackend {
   const std::string& cpu() const;
 
  private:
+  friend bool EmitIR(const ops::CompiledKernel& k, bool optimized, std::string* ir, std::string* error);
   Jit();
   struct Impl;
   std::unique_ptr<Impl> impl_;
