@@ -406,6 +406,21 @@ bool EmitIR(const ops::CompiledKernel& k, bool optimized, std::string* ir, std::
   return true;
 }
 
+bool EmitPlanIR(const plan::v1::Plan& plan, bool optimized, std::string* ir, std::string* error) {
+  ops::KernelOptions options;
+  options.jit = ops::JitMode::Off;
+  std::unique_ptr<ops::KernelProgram> prog = ops::KernelProgram::Build(plan, error, options);
+  if (!prog) return false;
+  for (const auto& pk : plan.kernels()) {
+    const ops::CompiledKernel* k = prog->Find(pk.name());
+    if (!k) continue;
+    std::string one;
+    if (!EmitIR(*k, optimized, &one, error)) return false;
+    *ir += "; kernel " + pk.name() + "\n" + one;
+  }
+  return true;
+}
+
 void Install() {
   if (Jit* j = Jit::Global()) ops::SetNativeBackend(j);
 }

@@ -52,6 +52,10 @@ std::string DefaultCacheDir();
 // The LLVM IR of a kernel with its drivers, before or after optimisation.
 bool EmitIR(const ops::CompiledKernel& k, bool optimized, std::string* ir, std::string* error);
 
+// The IR of every kernel of a plan, each after a `; kernel NAME` line
+// (`mlpc compile --emit llvm`; optimised for the host with `optimized`).
+bool EmitPlanIR(const plan::v1::Plan& plan, bool optimized, std::string* ir, std::string* error);
+
 // Makes Jit::Global() the native tier of every KernelProgram in this process.
 void Install();
 

@@ -457,6 +457,11 @@ bool CompiledKernel::Tier(std::string* error) const {
       tier_->error = why;
     }
   });
+  if (options_.wait_for_compile) {
+    ts.mu.unlock();
+    WaitForNative();
+    ts.mu.lock();
+  }
   return true;
 }
 

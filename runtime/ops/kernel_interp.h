@@ -93,6 +93,9 @@ struct KernelOptions {
   // auto: interpreted evaluations (nested calls included) before a kernel is
   // compiled in the background.
   uint64_t hot_calls = 20000;
+  // Tests: the call that starts a background compile waits for it, so the
+  // swap happens at a known point.
+  bool wait_for_compile = false;
 };
 
 class CompiledKernel {
