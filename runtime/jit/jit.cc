@@ -421,8 +421,25 @@ bool EmitPlanIR(const plan::v1::Plan& plan, bool optimized, std::string* ir, std
   return true;
 }
 
+namespace {
+// Creates the process's JIT on the first compile: a process that never runs a
+// hot kernel never starts LLVM.
+class LazyBackend : public ops::NativeBackend {
+ public:
+  std::unique_ptr<ops::NativeCode> Compile(const ops::CompiledKernel& k, std::string* error) override {
+    Jit* j = Jit::Global();
+    if (!j) {
+      if (error) *error = "LLVM cannot target this host";
+      return nullptr;
+    }
+    return j->Compile(k, error);
+  }
+};
+}  // namespace
+
 void Install() {
-  if (Jit* j = Jit::Global()) ops::SetNativeBackend(j);
+  static LazyBackend lazy;
+  ops::SetNativeBackend(&lazy);
 }
 
 }  // namespace mlp::rt::jit
