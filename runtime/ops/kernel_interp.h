@@ -39,6 +39,7 @@ struct Scalar {
 };
 
 class CompiledKernel;
+class EnvProgram;
 namespace detail {
 struct KernelCode;
 class Evaluator;
@@ -128,6 +129,7 @@ class CompiledKernel {
 
  private:
   friend class KernelProgram;
+  friend class EnvProgram;  // builds env step kernels (env.cc)
   friend class detail::Evaluator;
   friend bool MapColumns(const CompiledKernel&, std::span<const Column* const>, Column*, std::string*);
   friend bool FilterMask(const CompiledKernel&, const Column&, std::vector<uint8_t>*, std::string*);
