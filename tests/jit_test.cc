@@ -11,6 +11,7 @@
 
 #include "compiler/plan/lower.h"
 #include "runtime/jit/jit.h"
+#include "runtime/ops/env.h"
 #include "runtime/ops/kernel_interp.h"
 #include "tests/test_util.h"
 
@@ -281,6 +282,50 @@ TEST_F(JitTest, EmitsReadableIR) {
   ASSERT_TRUE(EmitPlanIR(p, true, &opt, &error)) << error;
   // Optimised for the host: the map loop of `scale` is vectorized.
   EXPECT_TRUE(std::regex_search(opt, std::regex("fdiv <[0-9]+ x float>"))) << opt;
+}
+
+// The CartPole of pipelines/custom_env_rl.mlp, stepped by native code and by
+// the interpreter from the same states with the same actions: the same
+// observations bit for bit, the same rewards and ends of episode.
+TEST_F(JitTest, EnvStepsAgreeWithTheInterpreter) {
+  const std::string path = "pipelines/custom_env_rl.mlp";
+  Compilation c = testing::CompileText(testing::ReadFile(std::string(MLP_SOURCE_DIR) + "/" + path), path);
+  ASSERT_FALSE(c.diags.has_errors()) << testing::Render(c);
+  plan::v1::Plan p = LowerPlan(*c.program, *c.checked);
+  auto interp_k = Build(p, JitMode::Off);
+  auto native_k = Build(p, JitMode::On);
+  std::string error;
+  KernelOptions off, on;
+  off.jit = JitMode::Off;
+  on.jit = JitMode::On;
+  auto interp = ops::EnvProgram::Build(p, *interp_k, &error, off);
+  ASSERT_TRUE(interp) << error;
+  auto native = ops::EnvProgram::Build(p, *native_k, &error, on);
+  ASSERT_TRUE(native) << error;
+  auto a = interp->NewInstance("pole", 7);
+  auto b = native->NewInstance("pole", 7);
+  int steps = 0;
+  for (int ep = 0; ep < 20; ++ep) {
+    a->Reset(100 + static_cast<uint64_t>(ep));
+    b->Reset(100 + static_cast<uint64_t>(ep));
+    uint64_t lcg = static_cast<uint64_t>(ep) + 1;
+    for (bool done = false; !done; ++steps) {
+      lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+      Scalar act = Scalar::I64(static_cast<int64_t>((lcg >> 33) & 1));
+      std::vector<double> oa, ob;
+      double ra = 0, rb = 0;
+      bool da = false, db = false;
+      ASSERT_TRUE(a->Step(act, &oa, &ra, &da, &error)) << error;
+      ASSERT_TRUE(b->Step(act, &ob, &rb, &db, &error)) << error;
+      ASSERT_EQ(oa, ob) << "episode " << ep << " step " << b->steps();
+      ASSERT_EQ(ra, rb);
+      ASSERT_EQ(da, db);
+      done = da;
+    }
+  }
+  EXPECT_GT(steps, 100);
+  EXPECT_EQ(native->StepKernel("pole")->native_calls(), static_cast<uint64_t>(steps));
+  EXPECT_EQ(interp->StepKernel("pole")->native_calls(), 0u);
 }
 
 }  // namespace
