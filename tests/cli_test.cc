@@ -631,5 +631,22 @@ TEST(CliMisc, HelpForAnUnknownSubcommandIsAUsageError) {
   EXPECT_NE(r.err.find("no subcommand `nosuch`"), std::string::npos) << r.err;
 }
 
+// `--emit llvm` prints each kernel's IR as lowered (before optimisation, so
+// it does not depend on the CPU): a golden file; `llvm-opt` is optimised for
+// this machine, so only its shape is checked.
+TEST(CliCompile, EmitLlvmPrintsEachKernelsIR) {
+  const std::string golden = "tests/golden/llvm/imported_kernels.ll";
+  RunResult r = RunMlpc({"compile", "--emit", "llvm", "tests/golden/plan_imported_kernels.mlp"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  if (std::getenv("MLP_UPDATE_GOLDEN")) WriteFile(golden, r.out);
+  EXPECT_EQ(r.out, ReadFile(golden)) << "golden mismatch; if intended, run with MLP_UPDATE_GOLDEN=1";
+  RunResult o = RunMlpc({"compile", "--emit", "llvm-opt", "tests/golden/plan_imported_kernels.mlp"});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_NE(o.out.find("target triple"), std::string::npos);
+  EXPECT_NE(o.out.find("define i32 @mlp_map("), std::string::npos);
+  RunResult bad = RunMlpc({"compile", "--emit", "llvm", kFailFile});
+  EXPECT_EQ(bad.exit_code, 1);  // compile errors, as for --emit plan
+}
+
 }  // namespace
 }  // namespace mlp::testing

@@ -299,6 +299,32 @@ TEST(RuntimeRun, RunsThenCachesThenExplains) {
   EXPECT_EQ(rl.size(), 3u);
 }
 
+// Kernels give the same results and the same errors in both tiers, end to end;
+// with --jit=on the compiled kernels land in the run root's cache.
+TEST(RuntimeRun, KernelTiersAgreeEndToEnd) {
+  TempDir d;
+  std::string root = d.File("root");
+  for (std::string tier : {"off", "on", "auto"}) {
+    auto r = RunMlpc({"run", "tests/runtime/sum.mlp", "--run-root", root, "--no-cache", "--jit", tier, "--json",
+                      d.File(tier + ".json"), "--cpus", "2"});
+    ASSERT_EQ(r.exit_code, 0) << tier << r.out << r.err;
+    EXPECT_EQ(FirstValue(ReadJson(d.File(tier + ".json")), "total", "all", "value"), kSumSquares1000) << tier;
+    auto e = RunMlpc({"run", "tests/runtime/kernel_error.mlp", "--run-root", root, "--no-cache", "--jit", tier,
+                      "--cpus", "2"});
+    EXPECT_EQ(e.exit_code, 1) << tier;
+    EXPECT_NE(e.err.find("tests/runtime/kernel_error.mlp:6:3: integer division by zero (in kernel `inverse`)"),
+              std::string::npos)
+        << tier << ": " << e.err;
+  }
+  bool cached_object = false;
+  for (const auto& f : std::filesystem::directory_iterator(root + "/jit-cache")) {
+    cached_object |= f.path().extension() == ".o";
+  }
+  EXPECT_TRUE(cached_object);
+  auto bad = RunMlpc({"run", "tests/runtime/sum.mlp", "--run-root", root, "--jit", "fast"});
+  EXPECT_EQ(bad.exit_code, 2);
+}
+
 TEST(RuntimeRun, FailedStageExits1WithItsLocationAndResumeReusesFinishedStages) {
   TempDir d;
   std::string root = d.File("root");

@@ -13,6 +13,8 @@
 
 namespace mlp::rt::jit {
 
+bool EmitIR(const ops::CompiledKernel& k, bool optimized, std::string* ir, std::string* error);
+
 struct JitOptions {
   std::string cache_dir;  // empty: no disk cache
   int opt_level = 2;      // 0..3
@@ -37,6 +39,7 @@ class Jit : public ops::NativeBackend {
   const std::string& cpu() const;
 
  private:
+  friend bool EmitIR(const ops::CompiledKernel& k, bool optimized, std::string* ir, std::string* error);
   Jit();
   struct Impl;
   std::unique_ptr<Impl> impl_;
@@ -48,6 +51,10 @@ std::string DefaultCacheDir();
 
 // The LLVM IR of a kernel with its drivers, before or after optimisation.
 bool EmitIR(const ops::CompiledKernel& k, bool optimized, std::string* ir, std::string* error);
+
+// The IR of every kernel of a plan, each after a `; kernel NAME` line
+// (`mlpc compile --emit llvm`; optimised for the host with `optimized`).
+bool EmitPlanIR(const plan::v1::Plan& plan, bool optimized, std::string* ir, std::string* error);
 
 // Makes Jit::Global() the native tier of every KernelProgram in this process.
 void Install();

@@ -5,6 +5,7 @@
 // so evaluation never looks at types it could not know in advance.
 #include "runtime/ops/kernel_interp.h"
 #include "runtime/ops/kernel_code.h"
+#include "runtime/ops/kernel_build.h"
 
 #include <algorithm>
 #include <cmath>
@@ -93,7 +94,8 @@ class Evaluator {
   void Fail(const KernelCode& k, uint32_t pos, const std::string& what) {
     if (failed) return;
     failed = true;
-    if (error) *error = k.Where(pos) + ": " + what + " (in kernel `" + k.kernel + "`)";
+    const char* in = k.outputs.empty() ? " (in kernel `" : " (in env `";  // an env step has outputs
+    if (error) *error = k.Where(pos) + ": " + what + in + k.kernel + "`)";
   }
   Slot Arith(const KernelCode& k, const Node& n, Slot x, Slot y);
   Slot Convert(const KernelCode& k, const Node& n, Slot x);
@@ -457,6 +459,11 @@ bool CompiledKernel::Tier(std::string* error) const {
       tier_->error = why;
     }
   });
+  if (options_.wait_for_compile) {
+    ts.mu.unlock();
+    WaitForNative();
+    ts.mu.lock();
+  }
   return true;
 }
 
@@ -499,6 +506,97 @@ class KernelCompiler {
     return ok_;
   }
 
+  // An env step: its parameters are the state fields, then the action. An
+  // assignment binds the field's name to a new slot, so later statements read
+  // the new value; reward and done get slots of their own. The root is a Block
+  // of Lets (its value a dummy bool), and `outputs` lists the final slot of
+  // every field, then reward's and done's.
+  bool CompileStep(const ast::EnvItem& step, const std::vector<std::string>& fields,
+                   const std::vector<ScalarType>& params) {
+    step_ = true;
+    const ast::KBlock& body = *step.step;
+    std::vector<uint32_t> current;  // each field's slot now
+    for (size_t k = 0; k < fields.size(); ++k) {
+      current.push_back(static_cast<uint32_t>(k));
+      vars_.push_back({fields[k], detail::FromScalar(params[k]), static_cast<uint32_t>(k)});
+    }
+    vars_.push_back({step.step_param.name, detail::FromScalar(params.back()), static_cast<uint32_t>(fields.size())});
+    slots_ = static_cast<uint32_t>(params.size());
+    std::vector<uint32_t> lets;
+    std::optional<uint32_t> reward, done;  // their slots
+    for (const auto& st : body.stmts) {
+      if (!ok_) return false;
+      switch (st.kind) {
+        case ast::KStmtKind::Let: lets.push_back(LetStmt(st, 1)); break;
+        case ast::KStmtKind::Set: {
+          auto f = std::find(fields.begin(), fields.end(), st.name.name);
+          if (f == fields.end()) {
+            return Err(st.name.range, "`" + st.name.name + "` is not a state field; only state fields can be assigned");
+          }
+          size_t idx = static_cast<size_t>(f - fields.begin());
+          T ft = detail::FromScalar(params[idx]);
+          uint32_t v = Expr(*st.value, 2);
+          if (!ok_) return false;
+          if (!detail::Assignable(TypeOf(v), ft)) {
+            return Err(st.value->range, "state field `" + st.name.name + "` is `" + std::string(detail::TName(ft)) +
+                                            "`, but the value is `" + std::string(detail::TName(TypeOf(v))) + "`");
+          }
+          lets.push_back(NewLet(Coerce(v, ft), ft, st.range, &current[idx]));
+          vars_.push_back({st.name.name, ft, current[idx]});
+          break;
+        }
+        case ast::KStmtKind::Reward:
+        case ast::KStmtKind::Done: {
+          bool is_reward = st.kind == ast::KStmtKind::Reward;
+          const char* word = is_reward ? "reward" : "done";
+          std::optional<uint32_t>& which = is_reward ? reward : done;
+          if (which) return Err(st.range, std::string("`") + word + "` is set twice; a `step` function sets it once");
+          uint32_t v = Expr(*st.value, 2);
+          if (!ok_) return false;
+          T t = TypeOf(v);
+          if (is_reward && !detail::IsNumericT(t)) {
+            return Err(st.value->range, "`reward` needs a number, but it is `bool`");
+          }
+          if (!is_reward && t != T::Bool) {
+            return Err(st.value->range, "`done` needs a bool, but it is `" + std::string(detail::TName(t)) + "`");
+          }
+          T want = is_reward ? T::F64 : T::Bool;
+          uint32_t slot = 0;
+          lets.push_back(NewLet(Coerce(v, want), want, st.range, &slot));
+          which = slot;
+          break;
+        }
+      }
+    }
+    if (!ok_) return false;
+    if (body.result) return Err(body.result->range, "a `step` function has no result; use `reward` and `done`");
+    if (!reward || !done) {
+      return Err(step.range, std::string("a `step` function sets `reward` and `done` exactly once each, ") +
+                                 "but this one has no `" + (reward ? "done" : "reward") + "`");
+    }
+    Node dummy;
+    dummy.op = Op::Const;
+    dummy.type = T::Bool;
+    uint32_t value = Add(dummy, body.range);
+    Node blk;
+    blk.op = Op::Block;
+    blk.type = T::Bool;
+    blk.a = value;
+    blk.list = static_cast<uint32_t>(code_.lists.size());
+    blk.count = static_cast<uint32_t>(lets.size());
+    code_.lists.insert(code_.lists.end(), lets.begin(), lets.end());
+    code_.root = Add(blk, body.range);
+    code_.outputs = current;
+    code_.outputs.push_back(*reward);
+    code_.outputs.push_back(*done);
+    code_.output_types.clear();
+    for (size_t k = 0; k < fields.size(); ++k) code_.output_types.push_back(detail::FromScalar(params[k]));
+    code_.output_types.push_back(T::F64);
+    code_.output_types.push_back(T::Bool);
+    code_.slots = slots_;
+    return ok_;
+  }
+
  private:
   struct Var {
     std::string name;
@@ -510,11 +608,12 @@ class KernelCompiler {
   std::vector<Var> vars_;
   uint32_t slots_ = 0;
   bool ok_ = true;
+  bool step_ = false;  // compiling an env step
 
   bool Err(Range r, const std::string& msg) {
     if (ok_) {
       ok_ = false;
-      error = code_.Where(r.begin) + ": " + msg + " (in kernel `" + code_.kernel + "`)";
+      error = code_.Where(r.begin) + ": " + msg + (step_ ? " (in env `" : " (in kernel `") + code_.kernel + "`)";
     }
     return false;
   }
@@ -571,45 +670,61 @@ class KernelCompiler {
     return T::Error;
   }
 
+  // A Let of `v` (of type `t`) into a new slot, returned in *slot.
+  uint32_t NewLet(uint32_t v, T t, Range r, uint32_t* slot) {
+    Node let;
+    let.op = Op::Let;
+    let.a = v;
+    let.slot = slots_++;
+    let.type = t;
+    *slot = let.slot;
+    return Add(let, r);
+  }
+
+  // `let name[: type] = value`: the Let node; the name is visible afterwards.
+  uint32_t LetStmt(const ast::KStmt& st, int depth) {
+    uint32_t v = Expr(*st.value, depth + 1);
+    if (!ok_) return Bad();
+    T t = TypeOf(v);
+    if (st.type) {
+      auto declared = detail::ScalarTypeNamed(st.type->name.name);
+      if (!declared || st.type->elem) {
+        Err(st.type->range, "unknown kernel type `" + st.type->str() + "` (kernel types: f32, f64, i32, i64, bool)");
+        return Bad();
+      }
+      if (!detail::Assignable(t, *declared)) {
+        Err(st.value->range, "`" + st.name.name + "` is declared `" + std::string(detail::TName(*declared)) +
+                                 "`, but its value is `" + std::string(detail::TName(t)) + "`");
+        return Bad();
+      }
+      v = Coerce(v, *declared);
+      t = *declared;
+    }
+    for (const auto& var : vars_) {
+      if (var.name == st.name.name) {
+        Err(st.name.range, "`" + st.name.name + "` is already defined");
+        return Bad();
+      }
+    }
+    uint32_t slot = 0;
+    uint32_t let = NewLet(v, t, st.range, &slot);
+    vars_.push_back({st.name.name, t, slot});
+    return let;
+  }
+
   uint32_t Block(const ast::KBlock& b, Range where, int depth) {
     size_t mark = vars_.size();
     std::vector<uint32_t> lets;
     for (const auto& st : b.stmts) {
       if (!ok_) return Bad();
       if (st.kind != ast::KStmtKind::Let) {
-        Err(st.range, "only `let` statements are allowed in a kernel body");
+        // Step statements run in order at the top level: one inside an `if` would be conditional.
+        Err(st.range, step_ ? "assignments, `reward` and `done` must be at the top level of `step`, not in a block"
+                            : "only `let` statements are allowed in a kernel body");
         return Bad();
       }
-      uint32_t v = Expr(*st.value, depth + 1);
+      lets.push_back(LetStmt(st, depth));
       if (!ok_) return Bad();
-      T t = TypeOf(v);
-      if (st.type) {
-        auto declared = detail::ScalarTypeNamed(st.type->name.name);
-        if (!declared || st.type->elem) {
-          Err(st.type->range, "unknown kernel type `" + st.type->str() + "` (kernel types: f32, f64, i32, i64, bool)");
-          return Bad();
-        }
-        if (!detail::Assignable(t, *declared)) {
-          Err(st.value->range, "`" + st.name.name + "` is declared `" + std::string(detail::TName(*declared)) +
-                                   "`, but its value is `" + std::string(detail::TName(t)) + "`");
-          return Bad();
-        }
-        v = Coerce(v, *declared);
-        t = *declared;
-      }
-      for (const auto& var : vars_) {
-        if (var.name == st.name.name) {
-          Err(st.name.range, "`" + st.name.name + "` is already defined");
-          return Bad();
-        }
-      }
-      Node let;
-      let.op = Op::Let;
-      let.a = v;
-      let.slot = slots_++;
-      let.type = t;
-      lets.push_back(Add(let, st.range));
-      vars_.push_back({st.name.name, t, let.slot});
     }
     if (!b.result) {
       Err(b.range.valid() ? b.range : where, "this block has no result expression");
@@ -899,6 +1014,23 @@ bool ParseType(const std::string& s, ScalarType* out) {
 }
 
 }  // namespace
+
+namespace detail {
+bool CompileEnvStep(const ast::EnvItem& step, const std::vector<std::string>& fields,
+                    const std::vector<ScalarType>& params, KernelCode& code, const KernelResolver& resolve,
+                    std::string* error) {
+  if (!step.step || params.size() != fields.size() + 1) {
+    *error = "env `" + code.kernel + "`: its step function is missing";
+    return false;
+  }
+  KernelCompiler kc(code, resolve);
+  if (!kc.CompileStep(step, fields, params)) {
+    *error = kc.error;
+    return false;
+  }
+  return true;
+}
+}  // namespace detail
 
 std::unique_ptr<KernelProgram> KernelProgram::Build(const plan::v1::Plan& plan, std::string* error,
                                                     const KernelOptions& options) {

@@ -39,6 +39,7 @@ struct Scalar {
 };
 
 class CompiledKernel;
+class EnvProgram;
 namespace detail {
 struct KernelCode;
 class Evaluator;
@@ -93,6 +94,9 @@ struct KernelOptions {
   // auto: interpreted evaluations (nested calls included) before a kernel is
   // compiled in the background.
   uint64_t hot_calls = 20000;
+  // Tests: the call that starts a background compile waits for it, so the
+  // swap happens at a known point.
+  bool wait_for_compile = false;
 };
 
 class CompiledKernel {
@@ -125,6 +129,7 @@ class CompiledKernel {
 
  private:
   friend class KernelProgram;
+  friend class EnvProgram;  // builds env step kernels (env.cc)
   friend class detail::Evaluator;
   friend bool MapColumns(const CompiledKernel&, std::span<const Column* const>, Column*, std::string*);
   friend bool FilterMask(const CompiledKernel&, const Column&, std::vector<uint8_t>*, std::string*);

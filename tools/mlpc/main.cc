@@ -19,6 +19,7 @@
 #include "compiler/plan/graph_render.h"
 #include "compiler/plan/lower.h"
 #include "runtime/core/executor.h"
+#include "runtime/jit/jit.h"
 #include "runtime_cmds.h"
 
 #ifdef MLP_WITH_MIMALLOC
@@ -186,7 +187,13 @@ int CmdCompile(const std::string& file, const CommonFlags& f, const std::string&
     } else {
       if (c.diags.has_errors() || !c.checked) return kExitErrors;
       auto plan = mlp::LowerPlan(*c.program, *c.checked);
-      if (out_path.size() > 3 && out_path.ends_with(".pb")) {
+      if (emit == "llvm" || emit == "llvm-opt") {
+        std::string error;
+        if (!mlp::rt::jit::EmitPlanIR(plan, emit == "llvm-opt", &output, &error)) {
+          std::cerr << file << ": " << error << "\n";
+          return kExitErrors;
+        }
+      } else if (out_path.size() > 3 && out_path.ends_with(".pb")) {
         std::string bytes;
         plan.SerializeToString(&bytes);
         output = std::move(bytes);
@@ -250,7 +257,10 @@ int CmdFmt(const std::vector<std::string>& files, bool check, bool write, const 
 
 int main(int argc, char** argv) {
   // An executor process started by a worker agent: no flag parsing, no mimalloc options.
-  if (argc == 3 && std::string_view(argv[1]) == "__executor") return mlp::rt::RunExecutor(std::atoi(argv[2]));
+  if (argc == 3 && std::string_view(argv[1]) == "__executor") {
+    mlp::rt::jit::Install();  // kernels get the native tier (MLPC_JIT: auto, on or off)
+    return mlp::rt::RunExecutor(std::atoi(argv[2]));
+  }
 #ifdef MLP_WITH_MIMALLOC
   // Huge pages where the kernel offers them: a large pipeline's AST then costs
   // a few page faults instead of tens of thousands.
@@ -275,7 +285,10 @@ int main(int argc, char** argv) {
   auto* compile = app.add_subcommand("compile", "compile a pipeline to its plan (mlp.plan.v1)");
   compile->add_option("file", file, "pipeline file")->required()->type_name("FILE");
   compile->add_option("-o,--output", out_path, "output file; `.pb` writes binary protobuf, else JSON")->type_name("FILE");
-  compile->add_option("--emit", emit, "stop after a phase")->check(CLI::IsMember({"tokens", "ast", "plan"}));
+  compile->add_option("--emit", emit,
+                      "what to print: tokens, ast, plan (default), llvm (each kernel's IR as lowered), "
+                      "llvm-opt (optimised for this machine's CPU)")
+      ->check(CLI::IsMember({"tokens", "ast", "plan", "llvm", "llvm-opt"}));
   AddCommon(compile, common);
 
   auto* graph = app.add_subcommand("graph", "draw a pipeline's task DAG");

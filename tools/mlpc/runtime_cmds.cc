@@ -404,6 +404,13 @@ std::string PlanFromRun(const fs::path& run_root, const std::string& run_id, std
 
 // --- commands -------------------------------------------------------------------------------------
 
+// The environment of the executors this process spawns: MLPC_JIT from --jit,
+// and MLPC_JIT_CACHE (when unset) from `cache` ("": the user's cache dir).
+void ConfigureJit(const RuntimeFlags& f, const fs::path& cache) {
+  if (!f.jit.empty()) setenv("MLPC_JIT", f.jit.c_str(), 1);
+  if (!cache.empty()) setenv("MLPC_JIT_CACHE", cache.c_str(), 0);
+}
+
 int CmdRun(RuntimeFlags& f, const CompileFn& compile) {
   InstallSignals();
   std::string plan;
@@ -422,9 +429,12 @@ int CmdRun(RuntimeFlags& f, const CompileFn& compile) {
     if (int rc = compile(f.file, &plan, &text); rc != 0) return rc;
   }
   if (!f.cluster.empty()) {
+    if (!f.jit.empty()) Fail(2, "--jit applies to this machine's workers; start the cluster's workers with `mlpc worker --jit`");
     RemoteClient client(f.cluster, MakeSecurity(f, false, false));
     return Follow(client, plan, options, f, root);
   }
+  // Executors inherit the kernel tier and keep compiled kernels with the runs.
+  ConfigureJit(f, fs::absolute(root) / "jit-cache");
   // The embedded cluster: a head and one local worker sized to the machine,
   // talking gRPC over unix sockets in a private directory.
   char tmpl[] = "/tmp/mlpc-run-XXXXXX";
@@ -485,6 +495,7 @@ int CmdHead(RuntimeFlags& f) {
 int CmdWorker(RuntimeFlags& f) {
   InstallSignals();
   if (f.cluster.empty()) Fail(2, "`mlpc worker` needs --head HOST:PORT");
+  ConfigureJit(f, {});
   mlp::rt::AgentOptions ao;
   ao.head = f.cluster;
   ao.listen = f.listen.empty() ? mlp::rt::HostPort(f.host, f.port) : f.listen;
@@ -713,6 +724,8 @@ RuntimeCommands AddRuntimeCommands(CLI::App& app, RuntimeFlags& f, const std::fu
   c.run->add_option("--memory", f.memory, "memory of the embedded worker (default: the machine's)")->type_name("SIZE");
   c.run->add_option("--workers", f.workers, "embedded worker nodes (default 1)");
   c.run->add_option("--object-store", f.object_store, "object store memory per worker before spilling")->type_name("SIZE");
+  c.run->add_option("--jit", f.jit, "kernel tier: auto (interpret, compile hot kernels), on (compile first), off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   AddCluster(c.run, f, false);
   add_common(c.run);
 
@@ -738,6 +751,8 @@ RuntimeCommands AddRuntimeCommands(CLI::App& app, RuntimeFlags& f, const std::fu
   c.worker->add_option("--port", f.port, "port of this node's server (0: any)");
   c.worker->add_option("--host", f.host, "address this node listens on and is reached by");
   c.worker->add_option("--object-store", f.object_store, "object store memory before spilling")->type_name("SIZE");
+  c.worker->add_option("--jit", f.jit, "kernel tier of this node's executors: auto, on or off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   c.worker->add_option("--tls-cert", f.tls_cert, "PEM certificate: serve gRPC over TLS")->type_name("FILE");
   c.worker->add_option("--tls-key", f.tls_key, "PEM private key for --tls-cert")->type_name("FILE");
 

@@ -23,6 +23,7 @@ using CompileFn = std::function<int(const std::string& file, std::string* plan_b
 struct RuntimeFlags {
   std::string file, cluster, token_file, run_root = ".mlpc", json_out, resume, stage, run_id;
   std::string tls_cert, tls_key, tls_ca;
+  std::string jit;  // auto|on|off for this machine's executors (empty: $MLPC_JIT, else auto)
   std::string host = "127.0.0.1", memory, object_store, listen;
   int port = 0;
   double cpus = -1, gpus = 0;
