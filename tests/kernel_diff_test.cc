@@ -224,7 +224,9 @@ class KernelGen {
 
   // A divisor that is often 0 or -1, sometimes safely nonzero; of exactly t when `exact`.
   std::string Divisor(Ty t, bool exact, int depth) {
-    auto lit = [&](const std::string& v) { return exact && IsConcrete(t) ? std::string(TyName(t)) + "(" + v + ")" : v; };
+    auto lit = [&](const std::string& v) {
+      return exact && IsConcrete(t) ? std::string(TyName(t)) + "(" + v + ")" : v;
+    };
     switch (r_.Below(12)) {
       case 0:
       case 1:
@@ -427,7 +429,8 @@ Scalar RandomScalar(Rng& r, Ty t, bool special) {
     case Ty::F32: {
       constexpr float kInf = std::numeric_limits<float>::infinity();
       static const std::vector<float> kS = {
-          0.0f, -0.0f, 1.0f, -1.0f, 0.5f, std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN(),
+          0.0f, -0.0f, 1.0f, -1.0f, 0.5f, std::numeric_limits<float>::quiet_NaN(),
+          -std::numeric_limits<float>::quiet_NaN(),
           kInf, -kInf, std::numeric_limits<float>::min(), std::numeric_limits<float>::denorm_min(),
           std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(), 1e-30f, 1e30f, 2147483648.0f,
           -2147483648.0f, 2147483520.0f, -2147483904.0f, 9.2233720e18f, -9.2233720e18f, 16777217.0f, 0.1f, 2.5f, -2.5f};
@@ -438,7 +441,8 @@ Scalar RandomScalar(Rng& r, Ty t, bool special) {
     default: {
       constexpr double kInf = std::numeric_limits<double>::infinity();
       static const std::vector<double> kS = {
-          0.0, -0.0, 1.0, -1.0, 0.5, std::numeric_limits<double>::quiet_NaN(), -std::numeric_limits<double>::quiet_NaN(),
+          0.0, -0.0, 1.0, -1.0, 0.5, std::numeric_limits<double>::quiet_NaN(),
+          -std::numeric_limits<double>::quiet_NaN(),
           kInf, -kInf, std::numeric_limits<double>::min(), std::numeric_limits<double>::denorm_min(),
           std::numeric_limits<double>::max(), -std::numeric_limits<double>::max(), 1e-300, 1e300, 9223372036854775808.0,
           -9223372036854775808.0, 9223372036854774784.0, -9223372036854777856.0, 2147483647.5, -2147483648.5,
@@ -521,7 +525,8 @@ Verdict CompareValue(ScalarType t, const Scalar& a, const Scalar& b, Stats& st) 
   if (t != ScalarType::F32 && t != ScalarType::F64) return a.i == b.i ? Verdict::Same : Verdict::Differ;
   bool f32 = t == ScalarType::F32;
   ++st.float_results;
-  bool same_bits = f32 ? std::bit_cast<uint32_t>(static_cast<float>(a.f)) == std::bit_cast<uint32_t>(static_cast<float>(b.f))
+  bool same_bits = f32 ? std::bit_cast<uint32_t>(static_cast<float>(a.f)) ==
+                             std::bit_cast<uint32_t>(static_cast<float>(b.f))
                        : std::bit_cast<uint64_t>(a.f) == std::bit_cast<uint64_t>(b.f);
   if (same_bits) return Verdict::Same;
   ++st.not_bit_identical;
@@ -834,7 +839,9 @@ uint32_t FakeCall(const void* args, void* out) {
 uint32_t FakeMap(const void* const* args, void* out, int64_t n) {
   if (g_fake.fail_checks) return 1;
   const CompiledKernel& k = *g_fake.twin;
-  auto size = [](ScalarType t) { return t == ScalarType::Bool ? 1 : t == ScalarType::I32 || t == ScalarType::F32 ? 4 : 8; };
+  auto size = [](ScalarType t) {
+    return t == ScalarType::Bool ? 1 : t == ScalarType::I32 || t == ScalarType::F32 ? 4 : 8;
+  };
   for (int64_t e = 0; e < n; ++e) {
     std::vector<Scalar> in;
     for (size_t a = 0; a < k.params().size(); ++a) {
