@@ -18,7 +18,9 @@
 #include <mutex>
 
 #include <llvm/ADT/StringMap.h>
+#include <llvm/Analysis/TargetLibraryInfo.h>
 #include <llvm/ExecutionEngine/Orc/Core.h>
+#include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/IR/LLVMContext.h>
@@ -162,7 +164,7 @@ struct Jit::Impl {
 
   // Hash of the IR and the target: the cache file's name.
   std::string Key(const std::string& ir) const {
-    std::string s = std::string(kCacheFormat) + "\n" + triple + "\n" + cpu + "\n" + features + "\nO" +
+    std::string s = std::string(kCacheFormat) + (options.vector_math ? "+mvec" : "") + "\n" + triple + "\n" + cpu + "\n" + features + "\nO" +
                     std::to_string(options.opt_level) + "\n" + ir;
     auto h = Blake3(s);
     return Hex(h.data(), h.size());
@@ -176,7 +178,24 @@ struct Jit::Impl {
     llvm::PipelineTuningOptions pto;
     pto.LoopVectorization = options.opt_level >= 2;
     pto.SLPVectorization = options.opt_level >= 2;
+    // Vectorized loops are not unrolled or interleaved further: the loops are
+    // memory- or libm-bound, and it halves the machine code to generate.
+    pto.LoopUnrolling = false;
+    pto.LoopInterleaving = false;
     llvm::PassBuilder pb(tm.get(), pto);
+    llvm::TargetLibraryInfoImpl tlii{llvm::Triple(m.getTargetTriple())};
+    if (options.vector_math) {
+      tlii.addVectorizableFunctionsFromVecLib(llvm::TargetLibraryInfoImpl::LIBMVEC_X86, llvm::Triple(m.getTargetTriple()));
+      // glibc 2.35 added tanh to libmvec; LLVM 16's preset predates it.
+      static const llvm::VecDesc kTanh[] = {
+          {"tanhf", "_ZGVbN4v_tanhf", llvm::ElementCount::getFixed(4)},
+          {"tanhf", "_ZGVdN8v_tanhf", llvm::ElementCount::getFixed(8)},
+          {"tanh", "_ZGVbN2v_tanh", llvm::ElementCount::getFixed(2)},
+          {"tanh", "_ZGVdN4v_tanh", llvm::ElementCount::getFixed(4)},
+      };
+      tlii.addVectorizableFunctions(kTanh);
+    }
+    fam.registerPass([&] { return llvm::TargetLibraryAnalysis(tlii); });
     pb.registerModuleAnalyses(mam);
     pb.registerCGSCCAnalyses(cgam);
     pb.registerFunctionAnalyses(fam);
@@ -275,6 +294,18 @@ std::unique_ptr<Jit> Jit::Create(const JitOptions& options, std::string* error) 
   if (auto e = im.lljit->getMainJITDylib().define(llvm::orc::absoluteSymbols(std::move(syms)))) {
     if (error) *error = "LLVM cannot export the math functions: " + ToString(std::move(e));
     return nullptr;
+  }
+  if (options.vector_math) {
+    // Vector variants (_ZGV...) come from glibc's libmvec; without it, loops stay scalar.
+    auto mvec = llvm::orc::DynamicLibrarySearchGenerator::Load(
+        "libmvec.so.1", im.lljit->getDataLayout().getGlobalPrefix(),
+        [](const llvm::orc::SymbolStringPtr& name) { return (*name).startswith("_ZGV"); });
+    if (mvec) {
+      im.lljit->getMainJITDylib().addGenerator(std::move(*mvec));
+    } else {
+      llvm::consumeError(mvec.takeError());
+      im.options.vector_math = false;
+    }
   }
   return jit;
 }
@@ -378,6 +409,8 @@ Jit* Jit::Global() {
   static Jit* g = [] {
     JitOptions o;
     o.cache_dir = DefaultCacheDir();
+    const char* vm = std::getenv("MLPC_JIT_VECTOR_MATH");
+    o.vector_math = !(vm && std::string_view(vm) == "0");
     std::string error;
     return Create(o, &error).release();  // null when LLVM cannot target the host: kernels stay interpreted
   }();

@@ -18,6 +18,12 @@ bool EmitIR(const ops::CompiledKernel& k, bool optimized, std::string* ir, std::
 struct JitOptions {
   std::string cache_dir;  // empty: no disk cache
   int opt_level = 2;      // 0..3
+  // Loops over columns (map, filter, reduce) call glibc's vector math
+  // (libmvec) for exp, log, sin, cos, pow and tanh: several times faster, and
+  // within glibc's error bounds (a few ulp) instead of bit-identical to the
+  // interpreter. Single calls (`call`: env steps, tune trials) stay exact.
+  // Jit::Global() turns it on unless MLPC_JIT_VECTOR_MATH=0.
+  bool vector_math = false;
 };
 
 struct JitStats {
@@ -30,7 +36,8 @@ class Jit : public ops::NativeBackend {
  public:
   // A JIT for the host CPU; null with `error` when LLVM cannot target it.
   static std::unique_ptr<Jit> Create(const JitOptions& options, std::string* error);
-  // The process's JIT, created on first use, caching in DefaultCacheDir().
+  // The process's JIT, created on first use, caching in DefaultCacheDir(),
+  // with vector math unless $MLPC_JIT_VECTOR_MATH is 0.
   static Jit* Global();
   ~Jit() override;
 

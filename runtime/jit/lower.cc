@@ -330,7 +330,10 @@ class Lowerer {
     switch (n.type) {
       case T::F32:
         if (from_f32) return x;
-        return b_.CreateFPTrunc(as_double(x), b_.getFloatTy());
+        if (from_float) return b_.CreateFPTrunc(x, b_.getFloatTy());
+        // An integer rounds to f32 once, as the interpreter does.
+        if (x->getType() != b_.getInt64Ty()) x = b_.CreateSExt(x, b_.getInt64Ty());
+        return b_.CreateSIToFP(x, b_.getFloatTy());
       case T::F64:
       case T::LitFloat: return as_double(x);
       case T::I32:
@@ -527,7 +530,7 @@ std::unique_ptr<llvm::Module> LowerKernel(const ops::CompiledKernel& k, llvm::LL
       b.CreateRet(b.CreateLoad(i32, acc));
       got.map = true;
     }
-    if (k.params().size() == 1 && k.result() == ScalarType::Bool) {
+    if ((k.options().drivers & ops::kDriverFilter) && k.params().size() == 1 && k.result() == ScalarType::Bool) {
       // mlp_filter(ptr in, ptr out, i64 n, ptr kept) -> status: branch-free compaction.
       ScalarType t = k.params()[0];
       llvm::Function* f = Entry(*m, kFilterFn, i32, {ptr, ptr, i64, ptr});
@@ -553,7 +556,7 @@ std::unique_ptr<llvm::Module> LowerKernel(const ops::CompiledKernel& k, llvm::LL
       b.CreateRet(b.CreateLoad(i32, acc));
       got.filter = true;
     }
-    if (k.params().size() == 1 && k.result() != ScalarType::Bool) {
+    if ((k.options().drivers & ops::kDriverReduce) && k.params().size() == 1 && k.result() != ScalarType::Bool) {
       // mlp_reduce(ptr in, i64 n, ptr acc) -> status: a sum in element order.
       ScalarType t = k.params()[0];
       llvm::Function* f = Entry(*m, kReduceFn, i32, {ptr, i64, ptr});

@@ -176,7 +176,8 @@ Slot Evaluator::Convert(const KernelCode& k, const Node& n, Slot x) {
   Slot r{};
   bool from_float = IsFloatT(n.in);
   switch (n.type) {
-    case T::F32: r.f = static_cast<float>(from_float ? x.f : static_cast<double>(x.i)); return r;
+    // An integer rounds to f32 once (not through f64), as a literal or a column does.
+    case T::F32: r.f = from_float ? static_cast<float>(x.f) : static_cast<float>(x.i); return r;
     case T::F64:
     case T::LitFloat:
       // f64(i64) rounds to nearest, as C does.

@@ -89,8 +89,14 @@ class NativeBackend {
 void SetNativeBackend(NativeBackend* backend);
 NativeBackend* GetNativeBackend();
 
+// Native entry points to generate (NativeFns). map and call are what the
+// runtime's operators use; filter and reduce cost compile time, so they are
+// generated only when asked for.
+enum NativeDriver : uint8_t { kDriverMap = 1, kDriverCall = 2, kDriverFilter = 4, kDriverReduce = 8 };
+
 struct KernelOptions {
   JitMode jit = DefaultJitMode();
+  uint8_t drivers = kDriverMap | kDriverCall;
   // auto: interpreted evaluations (nested calls included) before a kernel is
   // compiled in the background.
   uint64_t hot_calls = 20000;
@@ -126,6 +132,7 @@ class CompiledKernel {
   const detail::KernelCode& code() const { return *code_; }
   // Result types of an env step (empty for a kernel).
   const std::vector<ScalarType>& outputs() const { return outputs_; }
+  const KernelOptions& options() const { return options_; }
 
  private:
   friend class KernelProgram;

@@ -56,42 +56,6 @@ done:                                             ; preds = %loop, %entry
   ret i32 %17
 }
 
-; Function Attrs: nounwind
-define i32 @mlp_reduce(ptr %0, i64 %1, ptr %2) #0 {
-entry:
-  %3 = alloca i32, align 4
-  %4 = alloca i32, align 4
-  %5 = alloca float, align 4
-  store i32 0, ptr %4, align 4
-  %6 = load float, ptr %2, align 4
-  store float %6, ptr %5, align 4
-  %7 = icmp sgt i64 %1, 0
-  br i1 %7, label %loop, label %done
-
-loop:                                             ; preds = %loop, %entry
-  %i = phi i64 [ 0, %entry ], [ %16, %loop ]
-  store i32 0, ptr %3, align 4
-  %8 = getelementptr inbounds float, ptr %0, i64 %i
-  %9 = load float, ptr %8, align 4
-  %10 = call float @kernel.center(float %9, ptr %3)
-  %11 = load float, ptr %5, align 4
-  %12 = fadd float %11, %10
-  store float %12, ptr %5, align 4
-  %13 = load i32, ptr %3, align 4
-  %14 = load i32, ptr %4, align 4
-  %15 = or i32 %14, %13
-  store i32 %15, ptr %4, align 4
-  %16 = add nuw nsw i64 %i, 1
-  %17 = icmp slt i64 %16, %1
-  br i1 %17, label %loop, label %done
-
-done:                                             ; preds = %loop, %entry
-  %18 = load float, ptr %5, align 4
-  store float %18, ptr %2, align 4
-  %19 = load i32, ptr %4, align 4
-  ret i32 %19
-}
-
 attributes #0 = { nounwind }
 attributes #1 = { nounwind willreturn }
 ; kernel normalize_pixel
@@ -151,42 +115,6 @@ loop:                                             ; preds = %loop, %entry
 done:                                             ; preds = %loop, %entry
   %17 = load i32, ptr %4, align 4
   ret i32 %17
-}
-
-; Function Attrs: nounwind
-define i32 @mlp_reduce(ptr %0, i64 %1, ptr %2) #0 {
-entry:
-  %3 = alloca i32, align 4
-  %4 = alloca i32, align 4
-  %5 = alloca float, align 4
-  store i32 0, ptr %4, align 4
-  %6 = load float, ptr %2, align 4
-  store float %6, ptr %5, align 4
-  %7 = icmp sgt i64 %1, 0
-  br i1 %7, label %loop, label %done
-
-loop:                                             ; preds = %loop, %entry
-  %i = phi i64 [ 0, %entry ], [ %16, %loop ]
-  store i32 0, ptr %3, align 4
-  %8 = getelementptr inbounds float, ptr %0, i64 %i
-  %9 = load float, ptr %8, align 4
-  %10 = call float @kernel.normalize_pixel(float %9, ptr %3)
-  %11 = load float, ptr %5, align 4
-  %12 = fadd float %11, %10
-  store float %12, ptr %5, align 4
-  %13 = load i32, ptr %3, align 4
-  %14 = load i32, ptr %4, align 4
-  %15 = or i32 %14, %13
-  store i32 %15, ptr %4, align 4
-  %16 = add nuw nsw i64 %i, 1
-  %17 = icmp slt i64 %16, %1
-  br i1 %17, label %loop, label %done
-
-done:                                             ; preds = %loop, %entry
-  %18 = load float, ptr %5, align 4
-  store float %18, ptr %2, align 4
-  %19 = load i32, ptr %4, align 4
-  ret i32 %19
 }
 
 ; Function Attrs: nounwind willreturn
@@ -258,44 +186,6 @@ done:                                             ; preds = %loop, %entry
   ret i32 %18
 }
 
-; Function Attrs: nounwind
-define i32 @mlp_filter(ptr %0, ptr noalias %1, i64 %2, ptr %3) #0 {
-entry:
-  %4 = alloca i32, align 4
-  %5 = alloca i32, align 4
-  %6 = alloca i64, align 8
-  store i32 0, ptr %5, align 4
-  store i64 0, ptr %6, align 4
-  %7 = icmp sgt i64 %2, 0
-  br i1 %7, label %loop, label %done
-
-loop:                                             ; preds = %loop, %entry
-  %i = phi i64 [ 0, %entry ], [ %18, %loop ]
-  store i32 0, ptr %4, align 4
-  %8 = getelementptr inbounds float, ptr %0, i64 %i
-  %9 = load float, ptr %8, align 4
-  %10 = call i1 @kernel.m.is_small(float %9, ptr %4)
-  %11 = load i64, ptr %6, align 4
-  %12 = getelementptr inbounds float, ptr %1, i64 %11
-  store float %9, ptr %12, align 4
-  %13 = zext i1 %10 to i64
-  %14 = add i64 %11, %13
-  store i64 %14, ptr %6, align 4
-  %15 = load i32, ptr %4, align 4
-  %16 = load i32, ptr %5, align 4
-  %17 = or i32 %16, %15
-  store i32 %17, ptr %5, align 4
-  %18 = add nuw nsw i64 %i, 1
-  %19 = icmp slt i64 %18, %2
-  br i1 %19, label %loop, label %done
-
-done:                                             ; preds = %loop, %entry
-  %20 = load i64, ptr %6, align 4
-  store i64 %20, ptr %3, align 4
-  %21 = load i32, ptr %5, align 4
-  ret i32 %21
-}
-
 ; Function Attrs: nocallback nofree nosync nounwind speculatable willreturn memory(none)
 declare float @llvm.fabs.f32(float) #2
 
@@ -361,42 +251,6 @@ loop:                                             ; preds = %loop, %entry
 done:                                             ; preds = %loop, %entry
   %17 = load i32, ptr %4, align 4
   ret i32 %17
-}
-
-; Function Attrs: nounwind
-define i32 @mlp_reduce(ptr %0, i64 %1, ptr %2) #0 {
-entry:
-  %3 = alloca i32, align 4
-  %4 = alloca i32, align 4
-  %5 = alloca float, align 4
-  store i32 0, ptr %4, align 4
-  %6 = load float, ptr %2, align 4
-  store float %6, ptr %5, align 4
-  %7 = icmp sgt i64 %1, 0
-  br i1 %7, label %loop, label %done
-
-loop:                                             ; preds = %loop, %entry
-  %i = phi i64 [ 0, %entry ], [ %16, %loop ]
-  store i32 0, ptr %3, align 4
-  %8 = getelementptr inbounds float, ptr %0, i64 %i
-  %9 = load float, ptr %8, align 4
-  %10 = call float @kernel.m.clamp01(float %9, ptr %3)
-  %11 = load float, ptr %5, align 4
-  %12 = fadd float %11, %10
-  store float %12, ptr %5, align 4
-  %13 = load i32, ptr %3, align 4
-  %14 = load i32, ptr %4, align 4
-  %15 = or i32 %14, %13
-  store i32 %15, ptr %4, align 4
-  %16 = add nuw nsw i64 %i, 1
-  %17 = icmp slt i64 %16, %1
-  br i1 %17, label %loop, label %done
-
-done:                                             ; preds = %loop, %entry
-  %18 = load float, ptr %5, align 4
-  store float %18, ptr %2, align 4
-  %19 = load i32, ptr %4, align 4
-  ret i32 %19
 }
 
 attributes #0 = { nounwind }
