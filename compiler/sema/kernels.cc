@@ -39,6 +39,7 @@ class KernelTyper {
   std::vector<std::pair<std::string, KType>> vars;
   std::map<std::string, KType> state;  // env state fields (step bodies only)
   bool in_step = false;
+  int depth = 0;  // nesting of blocks: 1 is a step's (or kernel's) body
   int rewards = 0, dones = 0;
   std::vector<std::string> calls;
 
@@ -238,6 +239,7 @@ class KernelTyper {
 
   KType Block(const ast::KBlock& b, bool need_result) {
     size_t mark = vars.size();
+    ++depth;
     for (const auto& st : b.stmts) Stmt(st);
     KType t = KType::Error;
     if (b.result) {
@@ -245,6 +247,7 @@ class KernelTyper {
     } else if (need_result) {
       Error(b.range, "this block has no result expression");
     }
+    --depth;
     vars.resize(mark);
     return t;
   }
@@ -276,6 +279,13 @@ class KernelTyper {
       }
       case ast::KStmtKind::Set: {
         KType t = Expr(*st.value);
+        if (in_step && depth > 1) {
+          // The step's statements run in order, each exactly once: a state
+          // update under a condition is an `if` expression.
+          Error(st.range, "assign state fields at the top level of `step`, not inside an `if`; write `" +
+                              st.name.name + " = if COND { VALUE } else { " + st.name.name + " }`");
+          return;
+        }
         auto it = state.find(st.name.name);
         if (!in_step || it == state.end()) {
           Error(st.name.range, in_step ? "`" + st.name.name + "` is not a state field; only state fields can be assigned"
@@ -295,6 +305,11 @@ class KernelTyper {
         KType t = Expr(*st.value);
         if (!in_step) {
           Error(st.range, std::string("`") + (reward ? "reward" : "done") + "` is only allowed in an env `step` function");
+          return;
+        }
+        if (depth > 1) {
+          Error(st.range, std::string("`") + (reward ? "reward" : "done") +
+                              "` belongs at the top level of `step`, not inside an `if`; give it an `if` expression");
           return;
         }
         (reward ? rewards : dones)++;
