@@ -14,6 +14,8 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libssl-dev
   # the openssl tool: the TLS test makes a self-signed certificate with it
   openssl
+  # kernels compiled to native code: LLVM 16 (ORC JIT; the shared libLLVM-16)
+  llvm-16-dev
   # a faster malloc for the many small allocations of the front end
   libmimalloc-dev
   # tests and benchmarks

@@ -25,7 +25,8 @@ namespace fs = std::filesystem;
 
 constexpr const char* kLanguageDoc = "docs/language.md";
 // Docs whose ```mlp blocks are checked; those that do not exist are skipped.
-constexpr const char* kDocsWithExamples[] = {"docs/language.md", "README.md", "docs/architecture.md"};
+constexpr const char* kDocsWithExamples[] = {"docs/language.md", "README.md", "docs/architecture.md",
+                                             "docs/benchmarks.md"};
 // Examples compile as if they were this file, so imports resolve from docs/.
 constexpr const char* kExamplePath = MLP_SOURCE_DIR "/docs/example.mlp";
 
