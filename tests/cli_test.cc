@@ -401,7 +401,7 @@ TEST(CliCompile, EmitAst) {
 }
 
 TEST(CliCompile, BadEmitValueIsAUsageError) {
-  RunResult r = RunMlpc({"compile", "--emit", "llvm", kQuickstart});
+  RunResult r = RunMlpc({"compile", "--emit", "wasm", kQuickstart});
   EXPECT_EQ(r.exit_code, 2);
 }
 
