@@ -748,7 +748,7 @@ std::string SourceNamedIn(const std::vector<GenKernel>& batch, const std::string
 }
 
 constexpr uint64_t kSeed = 0x6b65726e656c6466ull;
-constexpr int kKernels = 1600;
+constexpr int kKernels = 2000;
 constexpr int kBatch = 50;
 
 // The generator covers the language: every operator, builtin, conversion,
