@@ -16,6 +16,12 @@ PACKAGES=(
   openssl
   # kernels compiled to native code: LLVM 16 (ORC JIT; the shared libLLVM-16)
   llvm-16-dev
+  # data and train stages: gzip'd IDX files (zlib), LibTorch 1.13 with c10d
+  # Gloo, OpenBLAS (LibTorch trains ~10x slower on the reference BLAS), and
+  # the real data of pipelines/quickstart.mlp
+  zlib1g-dev libtorch-dev libgloo-dev libopenblas0-openmp dataset-fashion-mnist
+  # the training benchmarks' peer: PyTorch in Python over the same LibTorch
+  python3-torch
   # a faster malloc for the many small allocations of the front end
   libmimalloc-dev
   # tests and benchmarks
