@@ -1336,31 +1336,41 @@ bool ArgReaders(const CompiledKernel& k, std::span<const Column* const> args, st
 
 }  // namespace
 
-bool CompiledKernel::Call(std::span<const Scalar> args, Scalar* out, std::string* error) const {
-  if (args.size() != params_.size()) {
+namespace {
+
+// Checks the arguments against the parameters and converts them to slots.
+bool ArgSlots(const CompiledKernel& k, const std::string& what, std::span<const Scalar> args, std::vector<Slot>* slots,
+              std::string* error) {
+  if (args.size() != k.params().size()) {
     if (error) {
-      *error = "kernel `" + name_ + "` takes " + std::to_string(params_.size()) + " argument(s), but " +
+      *error = what + " takes " + std::to_string(k.params().size()) + " argument(s), but " +
                std::to_string(args.size()) + " were given";
     }
     return false;
   }
+  for (size_t a = 0; a < args.size(); ++a) {
+    if (args[a].type != k.params()[a]) {
+      if (error) {
+        *error = what + ": argument " + std::to_string(a + 1) + " must be `" +
+                 std::string(ScalarTypeName(k.params()[a])) + "`, but it is `" +
+                 std::string(ScalarTypeName(args[a].type)) + "`";
+      }
+      return false;
+    }
+    slots->push_back(ToSlot(args[a]));
+  }
+  return true;
+}
+
+}  // namespace
+
+bool CompiledKernel::Call(std::span<const Scalar> args, Scalar* out, std::string* error) const {
   if (!outputs_.empty()) {
     if (error) *error = "`" + name_ + "` is an env step with several results; use CallMulti";
     return false;
   }
   std::vector<Slot> slots;
-  for (size_t k = 0; k < args.size(); ++k) {
-    if (args[k].type != params_[k]) {
-      if (error) {
-        *error = "kernel `" + name_ + "`: argument " + std::to_string(k + 1) + " must be `" +
-                 std::string(ScalarTypeName(params_[k])) + "`, but it is `" +
-                 std::string(ScalarTypeName(args[k].type)) + "`";
-      }
-      return false;
-    }
-    slots.push_back(ToSlot(args[k]));
-  }
-  if (!Tier(error)) return false;
+  if (!ArgSlots(*this, "kernel `" + name_ + "`", args, &slots, error) || !Tier(error)) return false;
   Slot r;
   if (const NativeCode* nc = native(); nc && nc->fns.call) {
     native_calls_.fetch_add(1, std::memory_order_relaxed);
@@ -1383,26 +1393,8 @@ bool CompiledKernel::CallMulti(std::span<const Scalar> args, std::vector<Scalar>
     if (error) *error = "`" + name_ + "` has one result; use Call";
     return false;
   }
-  if (args.size() != params_.size()) {
-    if (error) {
-      *error = "`" + name_ + "` takes " + std::to_string(params_.size()) + " argument(s), but " +
-               std::to_string(args.size()) + " were given";
-    }
-    return false;
-  }
   std::vector<Slot> slots;
-  for (size_t k = 0; k < args.size(); ++k) {
-    if (args[k].type != params_[k]) {
-      if (error) {
-        *error = "`" + name_ + "`: argument " + std::to_string(k + 1) + " must be `" +
-                 std::string(ScalarTypeName(params_[k])) + "`, but it is `" +
-                 std::string(ScalarTypeName(args[k].type)) + "`";
-      }
-      return false;
-    }
-    slots.push_back(ToSlot(args[k]));
-  }
-  if (!Tier(error)) return false;
+  if (!ArgSlots(*this, "`" + name_ + "`", args, &slots, error) || !Tier(error)) return false;
   std::vector<Slot> r(outputs_.size());
   bool done = false;
   if (const NativeCode* nc = native(); nc && nc->fns.call) {
@@ -1432,8 +1424,6 @@ bool SameRepr(DType d, ScalarType t) {
          (d == DType::I64 && t == ScalarType::I64) || (d == DType::F32 && t == ScalarType::F32) ||
          (d == DType::F64 && t == ScalarType::F64);
 }
-
-void WriteParam(uint8_t* base, uint64_t k, ScalarType t, Slot v) { Write(base, k, t, v); }
 
 }  // namespace
 
@@ -1492,7 +1482,7 @@ bool MapColumns(const CompiledKernel& k, std::span<const Column* const> args, Co
         continue;
       }
       scratch[a].resize((e - b) * ElemSize(t));
-      for (uint64_t x = b; x < e; ++x) WriteParam(scratch[a].data(), x - b, t, readers[a](bases[a], x));
+      for (uint64_t x = b; x < e; ++x) Write(scratch[a].data(), x - b, t, readers[a](bases[a], x));
       ptrs[a] = scratch[a].data();
     }
     uint32_t site = nc->fns.map(ptrs.data(), dst + b * out_size, static_cast<int64_t>(e - b));
