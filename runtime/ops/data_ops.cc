@@ -16,6 +16,7 @@
 #include <numeric>
 #include <thread>
 
+#include "runtime/ops/readers.h"
 #include "runtime/ops/registry.h"
 
 namespace mlp::rt::ops {
@@ -542,6 +543,9 @@ void RegisterBuiltins(Registry& r) {
   r.RegisterStage("data.pipeline", [self](TaskContext& ctx) { return DataPipeline(*self, ctx); });
   r.RegisterSource("range", RangeSource);
   r.RegisterSource("synthetic", SyntheticSource);
+  r.RegisterSource("idx", IdxSource);
+  r.RegisterSource("cifar10", Cifar10Source);
+  r.RegisterSource("csv", CsvSource);
   r.RegisterTransform("map", MapTransform);
   r.RegisterTransform("filter", FilterTransform);
   r.RegisterTransform("normalize", NormalizeTransform);
@@ -549,6 +553,8 @@ void RegisterBuiltins(Registry& r) {
   r.RegisterTransform("take", TakeTransform);
   r.RegisterTransform("batch", NoOpTransform);
   r.RegisterTransform("repartition", NoOpTransform);
+  r.RegisterTransform("random_crop", RandomCropTransform);
+  r.RegisterTransform("horizontal_flip", HorizontalFlipTransform);
   r.RegisterTransform("sleep", SleepTransform);
   r.RegisterTransform("fail", FailTransform);
   r.RegisterTransform("crash", CrashTransform);
