@@ -325,6 +325,33 @@ TEST(RuntimeRun, KernelTiersAgreeEndToEnd) {
   EXPECT_EQ(bad.exit_code, 2);
 }
 
+// A data file is part of its stage's cache key: a rerun with the file
+// unchanged is served from the cache; after the file changes, the stage and
+// everything downstream run again. The path is relative to the pipeline file.
+TEST(RuntimeRun, ChangedDataFilesInvalidateTheCache) {
+  TempDir d;
+  std::string root = d.File("root");
+  testing::WriteFile(d.File("rows.csv"), "x,label\n1.5,1\n2.5,2\n");
+  testing::WriteFile(d.File("p.mlp"), "pipeline p { seed = 1 }\n\ndata rows {\n  source = csv(path: \"rows.csv\", "
+                                      "label: \"label\")\n}\n\ndata total {\n  source    = rows\n  transform = sum()\n}\n");
+  auto run = [&](const std::string& name) {
+    auto r = RunMlpc({"run", d.File("p.mlp"), "--run-root", root, "--json", d.File(name), "--cpus", "2"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return ReadJson(d.File(name));
+  };
+  json r1 = run("r1.json");
+  EXPECT_EQ((*FindStage(r1, "rows"))["status"], "succeeded");
+  EXPECT_EQ(FirstValue(r1, "total", "all", "label"), 3);
+  json r2 = run("r2.json");
+  EXPECT_EQ((*FindStage(r2, "rows"))["status"], "cached");
+  EXPECT_EQ((*FindStage(r2, "total"))["status"], "cached");
+  testing::WriteFile(d.File("rows.csv"), "x,label\n1.5,1\n2.5,2\n3.5,4\n");
+  json r3 = run("r3.json");
+  EXPECT_EQ((*FindStage(r3, "rows"))["status"], "succeeded");
+  EXPECT_EQ((*FindStage(r3, "total"))["status"], "succeeded");
+  EXPECT_EQ(FirstValue(r3, "total", "all", "label"), 7);
+}
+
 TEST(RuntimeRun, FailedStageExits1WithItsLocationAndResumeReusesFinishedStages) {
   TempDir d;
   std::string root = d.File("root");

@@ -808,6 +808,67 @@ std::string ResolveDataPath(const plan::v1::Plan* plan, const std::string& path)
   return (dir / p).lexically_normal().string();
 }
 
+namespace {
+
+void CollectPaths(const plan::v1::Value& v, std::vector<std::string>* out) {
+  switch (v.kind_case()) {
+    case plan::v1::Value::kPathValue: out->push_back(v.path_value()); break;
+    case plan::v1::Value::kList:
+    case plan::v1::Value::kMap:
+      for (const auto& x : v.list().items()) CollectPaths(x, out);
+      for (const auto& e : v.list().entries()) CollectPaths(e.value(), out);
+      for (const auto& x : v.map().items()) CollectPaths(x, out);
+      for (const auto& e : v.map().entries()) CollectPaths(e.value(), out);
+      break;
+    case plan::v1::Value::kCall:
+      for (const auto& a : v.call().args()) CollectPaths(a.value(), out);
+      break;
+    default: break;
+  }
+}
+
+std::string HashHex(const std::string& data) {
+  // FNV-1a twice with different bases: a content key, not a security boundary
+  // (the stage's own hash, a SHA-256, stays inside it).
+  uint64_t a = 1469598103934665603ull, b = 1099511628211ull * 31;
+  for (unsigned char c : data) {
+    a = (a ^ c) * 1099511628211ull;
+    b = (b ^ c) * 0x100000001b3ull + 7;
+  }
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(a), static_cast<unsigned long long>(b));
+  return buf;
+}
+
+}  // namespace
+
+void FingerprintInputFiles(plan::v1::Plan* plan) {
+  std::map<std::string, std::string> changed;  // stage -> its new hash
+  for (auto& node : *plan->mutable_nodes()) {
+    std::vector<std::string> paths;
+    for (const auto& a : node.args()) CollectPaths(a.value(), &paths);
+    std::string extra;
+    for (const auto& p : paths) {
+      std::string resolved = ResolveDataPath(plan, p);
+      struct stat st {};
+      extra += "file " + resolved + " ";
+      if (::stat(resolved.c_str(), &st) == 0) {
+        extra += std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
+                 std::to_string(st.st_mtim.tv_nsec) + "\n";
+      } else {
+        extra += "missing\n";
+      }
+    }
+    for (const auto& d : node.deps()) {  // every stage this one waits for, inputs included
+      auto it = changed.find(d);
+      if (it != changed.end()) extra += "upstream " + d + " " + it->second + "\n";
+    }
+    if (extra.empty()) continue;
+    node.set_content_hash(node.content_hash() + "+" + HashHex(node.content_hash() + "\n" + extra));
+    changed[node.name()] = node.content_hash();
+  }
+}
+
 // ---- operators
 
 bool IdxSource(TaskContext& ctx, const pb::Call& c, Table* out, OpError* err) {

@@ -67,6 +67,13 @@ bool HorizontalFlip(Table* t, double p, uint64_t seed, std::string* error);
 // file (as imports are); absolute paths and plans without one are unchanged.
 std::string ResolveDataPath(const plan::v1::Plan* plan, const std::string& path);
 
+// Folds the identity of every file a stage's arguments name (its resolved
+// path, size and modification time, or "missing") into the stage's content
+// hash, and every changed hash into the hashes of the stages downstream, so
+// that the cache never returns outputs computed from a file that has since
+// changed. Stages that name no files keep their hash.
+void FingerprintInputFiles(plan::v1::Plan* plan);
+
 // The registered operators (`idx`, `cifar10`, `csv`, `random_crop`, `horizontal_flip`).
 bool IdxSource(TaskContext& ctx, const plan::v1::Call& c, Table* out, OpError* err);
 bool Cifar10Source(TaskContext& ctx, const plan::v1::Call& c, Table* out, OpError* err);

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -20,6 +21,7 @@
 #include "compiler/plan/lower.h"
 #include "runtime/core/executor.h"
 #include "runtime/jit/jit.h"
+#include "runtime/ops/readers.h"
 #include "runtime_cmds.h"
 
 #ifdef MLP_WITH_MIMALLOC
@@ -33,6 +35,7 @@
 namespace {
 
 constexpr int kExitOk = 0;
+namespace fs = std::filesystem;
 constexpr int kExitErrors = 1;
 constexpr int kExitUsage = 2;
 
@@ -328,7 +331,12 @@ int main(int argc, char** argv) {
     auto c = mlp::CompileSource(path, *text, MakeLoadOptions(common), MakeCheckOptions(common));
     std::cerr << mlp::RenderText(c.program->sm, c.diags, UseColor(common.color));
     if (c.diags.has_errors() || !c.checked) return mlpc::kExitCompile;
-    mlp::LowerPlan(*c.program, *c.checked).SerializeToString(plan_bytes);
+    auto plan = mlp::LowerPlan(*c.program, *c.checked);
+    // Data files are found from the pipeline's directory wherever the executors run, and
+    // their identity is part of the cache key.
+    plan.set_source_file(fs::absolute(plan.source_file()).lexically_normal().string());
+    mlp::rt::ops::FingerprintInputFiles(&plan);
+    plan.SerializeToString(plan_bytes);
     return 0;
   };
   if (int rc = mlpc::RunRuntimeCommand(rt_cmds, rt_flags, compile_plan); rc >= 0) return rc;
