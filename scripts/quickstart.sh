@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds mlpc, then checks pipelines/quickstart.mlp, compiles it to its plan
 # and draws its DAG. Its train/tune/serve/rl stages have no runtime yet
-# (issues #4 and #5), so the embedded cluster runs tests/runtime/sum.mlp,
-# a data pipeline, to show `mlpc run`.
+# (issue #5 and later), so the embedded cluster runs two data pipelines to
+# show `mlpc run`: tests/runtime/sum.mlp, and tests/runtime/fashion_sum.mlp
+# (real Fashion-MNIST images, a JIT-compiled kernel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh >/dev/null
@@ -16,3 +17,6 @@ echo "== mlpc graph pipelines/quickstart.mlp"
 $MLPC graph pipelines/quickstart.mlp
 echo "== mlpc run tests/runtime/sum.mlp (embedded cluster)"
 $MLPC run tests/runtime/sum.mlp --run-root "${BUILD_DIR:-build}/quickstart-runs" --json "${BUILD_DIR:-build}/quickstart.report.json"
+echo "== mlpc run tests/runtime/fashion_sum.mlp --jit on (embedded cluster, Fashion-MNIST)"
+$MLPC run tests/runtime/fashion_sum.mlp --jit on --run-root "${BUILD_DIR:-build}/quickstart-runs" \
+  --json "${BUILD_DIR:-build}/quickstart.fashion.json"
