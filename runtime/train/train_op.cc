@@ -329,9 +329,6 @@ ops::TaskResult RunTrain(ops::TaskContext& ctx) {
   TrainConfig cfg;
   std::string error;
   if (!ConfigFromNode(*ctx.node, &cfg, &error)) return Error(error, false);
-  if (const pb::Value* ck = Field(*ctx.node, "checkpoint"); ck && ck->kind_case() == pb::Value::kMap) {
-    log("warning: `checkpoint` is not implemented yet; this run keeps no checkpoints");
-  }
   ops::Table train_t, val_t;
   bool has_train = false, has_val = false;
   if (!ReadInput(ctx, "data", &has_train, &train_t, &error)) return Error(error, false);
