@@ -8,6 +8,9 @@
 namespace mlp::rt::ops {
 
 void Registry::RegisterStage(std::string_view op, StageFn fn) { stages_[std::string(op)] = std::move(fn); }
+void Registry::RegisterStageCheck(std::string_view op, StageCheck check) {
+  checks_[std::string(op)] = std::move(check);
+}
 void Registry::RegisterSource(std::string_view op, SourceFn fn) { sources_[std::string(op)] = std::move(fn); }
 void Registry::RegisterTransform(std::string_view op, TransformFn fn) {
   transforms_[std::string(op)] = std::move(fn);
@@ -75,6 +78,13 @@ bool Registry::CanRun(const plan::v1::Node& node, std::string* why) const {
     std::string which, kind;
     if (MissingOp(*this, a.value(), &which, &kind)) {
       if (why) *why = kind + " `" + which + "` has no runtime implementation yet";
+      return false;
+    }
+  }
+  if (auto it = checks_.find(node.op()); it != checks_.end()) {
+    std::string reason;
+    if (!it->second(node, &reason)) {
+      if (why) *why = reason;
       return false;
     }
   }

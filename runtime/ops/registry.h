@@ -60,6 +60,9 @@ struct OpError {
 };
 
 using StageFn = std::function<TaskResult(TaskContext&)>;
+// A stage op's own check of a node's fields before anything starts (e.g. an
+// option it does not implement yet); false with `why`.
+using StageCheck = std::function<bool(const plan::v1::Node&, std::string* why)>;
 // A source produces this task's slice of its rows.
 using SourceFn = std::function<bool(TaskContext&, const plan::v1::Call&, Table* out, OpError* err)>;
 // A transform rewrites the task's rows in place.
@@ -68,17 +71,19 @@ using TransformFn = std::function<bool(TaskContext&, const plan::v1::Call&, Tabl
 class Registry {
  public:
   void RegisterStage(std::string_view op, StageFn fn);
+  void RegisterStageCheck(std::string_view op, StageCheck check);
   void RegisterSource(std::string_view op, SourceFn fn);
   void RegisterTransform(std::string_view op, TransformFn fn);
   const StageFn* FindStage(std::string_view op) const;
   const SourceFn* FindSource(std::string_view op) const;
   const TransformFn* FindTransform(std::string_view op) const;
   // True when the node's stage op and every source/transform Call in its args
-  // has an implementation; else `why` says which does not.
+  // has an implementation and the stage op's check (if any) passes; else `why` says what does not.
   bool CanRun(const plan::v1::Node& node, std::string* why) const;
 
  private:
   std::map<std::string, StageFn, std::less<>> stages_;
+  std::map<std::string, StageCheck, std::less<>> checks_;
   std::map<std::string, SourceFn, std::less<>> sources_;
   std::map<std::string, TransformFn, std::less<>> transforms_;
 };

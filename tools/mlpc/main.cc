@@ -22,6 +22,8 @@
 #include "runtime/core/executor.h"
 #include "runtime/jit/jit.h"
 #include "runtime/ops/readers.h"
+#include "runtime/ops/registry.h"
+#include "runtime/train/train_op.h"
 #include "runtime_cmds.h"
 
 #ifdef MLP_WITH_MIMALLOC
@@ -259,6 +261,8 @@ int CmdFmt(const std::vector<std::string>& files, bool check, bool write, const 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The train stage op (torch itself is loaded only when a train task runs).
+  mlp::rt::train::Register(mlp::rt::ops::Global());
   // An executor process started by a worker agent: no flag parsing, no mimalloc options.
   if (argc == 3 && std::string_view(argv[1]) == "__executor") {
     mlp::rt::jit::Install();  // kernels get the native tier (MLPC_JIT: auto, on or off)

@@ -1,0 +1,436 @@
+// The trainer plugin: models from the stdlib on the LibTorch C++ frontend, the
+// training loop, and model archives. The only file that includes torch; its
+// one exported symbol is mlp_trainer_api_v1 (see trainer.h).
+#include <torch/torch.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "runtime/train/trainer.h"
+
+namespace mlp::rt::train {
+namespace {
+
+namespace nn = torch::nn;
+namespace F = torch::nn::functional;
+using Json = nlohmann::json;
+
+// Errors inside the trainer are exceptions; the API functions turn them into messages.
+struct TrainError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string ShapeText(const std::vector<int64_t>& s) {
+  std::string out = "{";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "}";
+}
+
+// ---- models
+
+// ResNet's basic block: two 3x3 convolutions with batch norm and a shortcut.
+struct BasicBlockImpl : nn::Module {
+  BasicBlockImpl(int64_t in, int64_t out, int64_t stride)
+      : conv1(register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)))),
+        bn1(register_module("bn1", nn::BatchNorm2d(out))),
+        conv2(register_module("conv2", nn::Conv2d(nn::Conv2dOptions(out, out, 3).padding(1).bias(false)))),
+        bn2(register_module("bn2", nn::BatchNorm2d(out))) {
+    if (stride != 1 || in != out) {
+      shortcut = register_module(
+          "shortcut", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)),
+                                     nn::BatchNorm2d(out)));
+    }
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    auto y = torch::relu(bn1(conv1(x)));
+    y = bn2(conv2(y));
+    return torch::relu(y + (shortcut ? shortcut->forward(x) : x));
+  }
+  nn::Conv2d conv1;
+  nn::BatchNorm2d bn1;
+  nn::Conv2d conv2;
+  nn::BatchNorm2d bn2;
+  nn::Sequential shortcut{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+// Images as {C, H, W}: a row shape of {H, W} is one channel.
+std::vector<int64_t> ImageShape(const ModelSpec& m) {
+  const auto& s = m.input_shape;
+  if (s.size() == 2) return {1, s[0], s[1]};
+  if (s.size() == 3) return s;
+  throw TrainError("`" + m.arch + "` needs images (rows of shape {H, W} or {C, H, W}), but the data has rows of shape " +
+                   ShapeText(s));
+}
+
+nn::Sequential Build(const ModelSpec& m) {
+  if (m.classes < 1) throw TrainError("the model needs classes >= 1");
+  for (int64_t d : m.input_shape) {
+    if (d < 1) throw TrainError("the data's row shape " + ShapeText(m.input_shape) + " has an empty dimension");
+  }
+  nn::Sequential seq;
+  if (m.arch == "mlp") {
+    int64_t in = 1;
+    for (int64_t d : m.input_shape) in *= d;
+    seq->push_back(nn::Flatten());
+    for (int64_t h : m.hidden) {
+      if (h < 1) throw TrainError("`mlp`: hidden widths must be >= 1");
+      seq->push_back(nn::Linear(in, h));
+      seq->push_back(nn::ReLU());
+      if (m.dropout > 0) seq->push_back(nn::Dropout(m.dropout));
+      in = h;
+    }
+    seq->push_back(nn::Linear(in, m.classes));
+    return seq;
+  }
+  if (m.arch == "cnn") {
+    auto img = ImageShape(m);
+    int64_t c = img[0], h = img[1], w = img[2];
+    seq->push_back(nn::Functional([img](torch::Tensor x) { return x.reshape({-1, img[0], img[1], img[2]}); }));
+    for (int64_t ch : m.channels) {
+      if (ch < 1) throw TrainError("`cnn`: channels must be >= 1");
+      if (h < 2 || w < 2) {
+        throw TrainError("`cnn`: " + std::to_string(m.channels.size()) + " conv blocks halve " +
+                         ShapeText(m.input_shape) + " images below 1 pixel; use fewer channels entries");
+      }
+      seq->push_back(nn::Conv2d(nn::Conv2dOptions(c, ch, 3).padding(1)));
+      seq->push_back(nn::ReLU());
+      seq->push_back(nn::MaxPool2d(2));
+      c = ch;
+      h /= 2;
+      w /= 2;
+    }
+    seq->push_back(nn::Flatten());
+    if (m.dropout > 0) seq->push_back(nn::Dropout(m.dropout));
+    seq->push_back(nn::Linear(c * h * w, m.classes));
+    return seq;
+  }
+  if (m.arch == "resnet18") {
+    auto img = ImageShape(m);
+    if (img[0] != m.in_channels) {
+      throw TrainError("`resnet18`: in_channels is " + std::to_string(m.in_channels) + ", but the images have " +
+                       std::to_string(img[0]) + " channels (rows of shape " + ShapeText(m.input_shape) + ")");
+    }
+    seq->push_back(nn::Functional([img](torch::Tensor x) { return x.reshape({-1, img[0], img[1], img[2]}); }));
+    seq->push_back(nn::Conv2d(nn::Conv2dOptions(img[0], 64, 3).padding(1).bias(false)));
+    seq->push_back(nn::BatchNorm2d(64));
+    seq->push_back(nn::ReLU());
+    int64_t in = 64;
+    for (int64_t out : {64, 128, 256, 512}) {
+      seq->push_back(BasicBlock(in, out, out == 64 ? 1 : 2));
+      seq->push_back(BasicBlock(out, out, 1));
+      in = out;
+    }
+    seq->push_back(nn::AdaptiveAvgPool2d(1));
+    seq->push_back(nn::Flatten());
+    seq->push_back(nn::Linear(512, m.classes));
+    return seq;
+  }
+  throw TrainError("model `" + m.arch + "` is not one the trainer builds (mlp, cnn, resnet18)");
+}
+
+Json SpecJson(const TrainConfig& c) {
+  const ModelSpec& m = c.model;
+  return Json{{"format", "mlp.model.v1"},  {"arch", m.arch},           {"hidden", m.hidden},
+              {"channels", m.channels},    {"classes", m.classes},     {"dropout", m.dropout},
+              {"in_channels", m.in_channels}, {"input_shape", m.input_shape}, {"loss", c.loss}};
+}
+
+ModelSpec SpecFromJson(const std::string& text) {
+  Json j = Json::parse(text, nullptr, false);
+  if (!j.is_object() || j.value("format", "") != "mlp.model.v1") {
+    throw TrainError("the archive's model spec is not an mlp.model.v1 object");
+  }
+  ModelSpec m;
+  try {
+    m.arch = j.at("arch").get<std::string>();
+    m.hidden = j.at("hidden").get<std::vector<int64_t>>();
+    m.channels = j.at("channels").get<std::vector<int64_t>>();
+    m.classes = j.at("classes").get<int64_t>();
+    m.dropout = j.at("dropout").get<double>();
+    m.in_channels = j.at("in_channels").get<int64_t>();
+    m.input_shape = j.at("input_shape").get<std::vector<int64_t>>();
+  } catch (const Json::exception& e) {
+    throw TrainError(std::string("the archive's model spec is malformed: ") + e.what());
+  }
+  return m;
+}
+
+// ---- data
+
+torch::Tensor Features(const DataView& d) {
+  std::vector<int64_t> shape = {static_cast<int64_t>(d.rows)};
+  shape.insert(shape.end(), d.row_shape.begin(), d.row_shape.end());
+  if (!d.x && d.rows) throw TrainError("the data has rows but no features");
+  return torch::from_blob(const_cast<float*>(d.x), shape, torch::kFloat);  // read only: batches are copies
+}
+
+void CheckData(const TrainConfig& c, const DataView& d, const char* what) {
+  if (d.row_shape != c.model.input_shape) {
+    throw TrainError(std::string(what) + " rows have shape " + ShapeText(d.row_shape) + ", but the model takes " +
+                     ShapeText(c.model.input_shape));
+  }
+  if (c.loss == "cross_entropy" && !d.labels) throw TrainError(std::string(what) + " has no `label` column");
+  if (d.labels) {
+    for (uint64_t r = 0; r < d.rows; ++r) {
+      int64_t y = d.labels[r];
+      if (y < 0 || y >= c.model.classes) {
+        throw TrainError(std::string(what) + ": the label of row " + std::to_string(r) + " is " + std::to_string(y) +
+                         ", outside [0, " + std::to_string(c.model.classes) + ") for a model of " +
+                         std::to_string(c.model.classes) + " classes");
+      }
+    }
+  }
+  if (c.loss == "mse") {
+    if (d.targets && d.target_dim != c.model.classes) {
+      throw TrainError(std::string(what) + ": mse targets have " + std::to_string(d.target_dim) +
+                       " values per row, but the model has " + std::to_string(c.model.classes) + " outputs");
+    }
+    if (!d.targets && !d.labels) throw TrainError(std::string(what) + " has neither `target` nor `label` for mse");
+  }
+}
+
+struct Batch {
+  torch::Tensor x, labels, targets;
+};
+
+Batch Take(const TrainConfig& c, const DataView& d, const torch::Tensor& x, const torch::Tensor& idx) {
+  Batch b;
+  b.x = x.index_select(0, idx);
+  if (d.labels) {
+    auto all = torch::from_blob(const_cast<int64_t*>(d.labels), {static_cast<int64_t>(d.rows)}, torch::kLong);
+    b.labels = all.index_select(0, idx);
+  }
+  if (c.loss == "mse") {
+    if (d.targets) {
+      auto all = torch::from_blob(const_cast<float*>(d.targets), {static_cast<int64_t>(d.rows), d.target_dim},
+                                  torch::kFloat);
+      b.targets = all.index_select(0, idx);
+    } else {
+      b.targets = F::one_hot(b.labels, c.model.classes).to(torch::kFloat);
+    }
+  }
+  return b;
+}
+
+torch::Tensor Loss(const TrainConfig& c, const torch::Tensor& out, const Batch& b) {
+  if (c.loss == "mse") return F::mse_loss(out, b.targets);
+  return F::cross_entropy(out, b.labels, F::CrossEntropyFuncOptions().label_smoothing(c.label_smoothing));
+}
+
+torch::Tensor Forward(const TrainConfig& c, nn::Sequential& model, const torch::Tensor& x) {
+  if (!c.bf16) return model->forward(x);
+  // bf16 autocast on CPU (LibTorch 1.13): matmuls and convolutions in bf16, the loss in f32.
+  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  at::autocast::set_cpu_enabled(true);
+  torch::Tensor out;
+  try {
+    out = model->forward(x);
+  } catch (...) {
+    at::autocast::set_cpu_enabled(false);
+    at::autocast::clear_cache();
+    throw;
+  }
+  at::autocast::set_cpu_enabled(false);
+  at::autocast::clear_cache();
+  return out.to(torch::kFloat);
+}
+
+std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, nn::Sequential& model) {
+  auto params = model->parameters();
+  if (o.kind == "sgd") {
+    return std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(o.weight_decay));
+  }
+  if (o.kind == "adam") {
+    return std::make_unique<torch::optim::Adam>(
+        params, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
+  }
+  if (o.kind == "adamw") {
+    return std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
+  }
+  throw TrainError("optimizer `" + o.kind + "` is not one the trainer has (sgd, adam, adamw)");
+}
+
+// Loss and accuracy over `d`, in eval mode.
+std::pair<double, double> Evaluate(const TrainConfig& c, nn::Sequential& model, const DataView& d,
+                                   const TrainHooks& hooks) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  auto x = Features(d);
+  int64_t n = static_cast<int64_t>(d.rows), step = std::max<int64_t>(c.batch_size, 256);
+  double loss = 0, correct = 0;
+  for (int64_t b = 0; b < n; b += step) {
+    if (hooks.cancelled && hooks.cancelled()) throw TrainError("cancelled");
+    auto idx = torch::arange(b, std::min(n, b + step), torch::kLong);
+    Batch batch = Take(c, d, x, idx);
+    auto out = Forward(c, model, batch.x);
+    loss += Loss(c, out, batch).item<double>() * static_cast<double>(idx.size(0));
+    if (batch.labels.defined()) correct += out.argmax(1).eq(batch.labels).sum().item<double>();
+  }
+  model->train();
+  double nan = std::numeric_limits<double>::quiet_NaN();
+  if (n == 0) return {nan, nan};
+  return {loss / static_cast<double>(n), d.labels ? correct / static_cast<double>(n) : nan};
+}
+
+std::string Fixed(double v, int digits) {
+  if (std::isnan(v)) return "-";
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  os.precision(digits);
+  os << v;
+  return os.str();
+}
+
+TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView* val, const TrainHooks& hooks) {
+  if (c.epochs < 1 || c.batch_size < 1 || c.grad_accum < 1) throw TrainError("epochs, batch_size and grad_accum must be >= 1");
+  if (c.loss != "cross_entropy" && c.loss != "mse") throw TrainError("loss `" + c.loss + "` is not cross_entropy or mse");
+  if (train.rows == 0) throw TrainError("the training data has no rows");
+  CheckData(c, train, "the training data");
+  if (val) CheckData(c, *val, "the validation data");
+  torch::set_num_threads(std::max(1, c.threads));
+  torch::manual_seed(c.seed);  // initialisation and dropout
+  auto shuffle = at::detail::createCPUGenerator(c.seed ^ 0x5bd1e995u);
+  nn::Sequential model = Build(c.model);
+  model->train();
+  auto opt = MakeOptimizer(c.optimizer, model);
+  auto x = Features(train);
+  int64_t n = static_cast<int64_t>(train.rows);
+  TrainResult res;
+  for (int64_t e = 0; e < c.epochs; ++e) {
+    EpochMetrics m;
+    m.epoch = e + 1;
+    m.lr = LearningRate(c.schedule, c.optimizer.lr, e, c.epochs);
+    for (auto& g : opt->param_groups()) g.options().set_lr(m.lr);
+    auto start = std::chrono::steady_clock::now();
+    auto perm = torch::randperm(n, shuffle, torch::TensorOptions().dtype(torch::kLong));
+    double loss_sum = 0, correct = 0;
+    int64_t step = 0, steps = (n + c.batch_size - 1) / c.batch_size;
+    opt->zero_grad();
+    for (int64_t b = 0; b < n; b += c.batch_size, ++step) {
+      if (hooks.cancelled && hooks.cancelled()) throw TrainError("cancelled");
+      auto idx = perm.slice(0, b, std::min(n, b + c.batch_size));
+      Batch batch = Take(c, train, x, idx);
+      auto out = Forward(c, model, batch.x);
+      auto loss = Loss(c, out, batch);
+      loss.backward();  // gradients of grad_accum steps add up before the update
+      if ((step + 1) % c.grad_accum == 0 || step + 1 == steps) {
+        opt->step();
+        opt->zero_grad();
+      }
+      double l = loss.item<double>();
+      if (!std::isfinite(l)) {
+        throw TrainError("epoch " + std::to_string(e + 1) + ", batch " + std::to_string(step + 1) +
+                         ": the loss is " + std::to_string(l) + "; lower the learning rate or normalise the inputs");
+      }
+      loss_sum += l * static_cast<double>(idx.size(0));
+      if (batch.labels.defined()) correct += out.argmax(1).eq(batch.labels).sum().item<double>();
+    }
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    m.train_loss = loss_sum / static_cast<double>(n);
+    m.train_accuracy = train.labels ? correct / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+    m.seconds = secs;
+    m.samples_per_s = secs > 0 ? static_cast<double>(n) / secs : 0;
+    m.val_loss = m.val_accuracy = std::numeric_limits<double>::quiet_NaN();
+    if (val && val->rows) std::tie(m.val_loss, m.val_accuracy) = Evaluate(c, model, *val, hooks);
+    res.epochs.push_back(m);
+    if (hooks.log) {
+      hooks.log("epoch " + std::to_string(m.epoch) + "/" + std::to_string(c.epochs) + ": loss " + Fixed(m.train_loss, 4) +
+                " accuracy " + Fixed(m.train_accuracy, 4) + " val_loss " + Fixed(m.val_loss, 4) + " val_accuracy " +
+                Fixed(m.val_accuracy, 4) + " lr " + Fixed(m.lr, 6) + " samples/s " + Fixed(m.samples_per_s, 0) +
+                " (" + Fixed(secs, 2) + " s)");
+    }
+  }
+  torch::serialize::OutputArchive ar;
+  model->save(ar);
+  ar.write("mlp_spec", c10::IValue(SpecJson(c).dump()));
+  std::ostringstream os;
+  ar.save_to(os);
+  res.model = std::move(os).str();
+  res.ok = true;
+  return res;
+}
+
+nn::Sequential LoadArchive(std::string_view archive, ModelSpec* spec) {
+  torch::serialize::InputArchive ar;
+  ar.load_from(archive.data(), archive.size());
+  c10::IValue v;
+  if (!ar.try_read("mlp_spec", v) || !v.isString()) throw TrainError("the archive has no model spec (`mlp_spec`)");
+  *spec = SpecFromJson(v.toStringRef());
+  nn::Sequential model = Build(*spec);
+  model->load(ar);
+  model->eval();
+  return model;
+}
+
+// ---- the API
+
+TrainResult ApiTrain(const TrainConfig& c, const DataView& train, const DataView* val, const TrainHooks& hooks) {
+  try {
+    return DoTrain(c, train, val, hooks);
+  } catch (const std::exception& e) {
+    TrainResult r;
+    r.error = e.what();
+    // LibTorch's messages carry a C++ backtrace after the first line; keep the message.
+    if (auto nl = r.error.find("\nException raised from"); nl != std::string::npos) r.error.resize(nl);
+    return r;
+  }
+}
+
+bool ApiPredict(std::string_view archive, const DataView& input, std::vector<float>* out, int64_t* out_dim,
+                std::string* error) {
+  try {
+    ModelSpec spec;
+    nn::Sequential model = LoadArchive(archive, &spec);
+    if (input.row_shape != spec.input_shape) {
+      throw TrainError("the input rows have shape " + ShapeText(input.row_shape) + ", but the model takes " +
+                       ShapeText(spec.input_shape));
+    }
+    torch::NoGradGuard no_grad;
+    auto y = model->forward(Features(input)).contiguous();
+    *out_dim = y.dim() == 2 ? y.size(1) : 0;
+    out->assign(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
+    return true;
+  } catch (const std::exception& e) {
+    *error = e.what();
+    if (auto nl = error->find("\nException raised from"); nl != std::string::npos) error->resize(nl);
+    return false;
+  }
+}
+
+bool ApiSpecOf(std::string_view archive, std::string* spec_json, std::string* error) {
+  try {
+    torch::serialize::InputArchive ar;
+    ar.load_from(archive.data(), archive.size());
+    c10::IValue v;
+    if (!ar.try_read("mlp_spec", v) || !v.isString()) throw TrainError("the archive has no model spec (`mlp_spec`)");
+    *spec_json = v.toStringRef();
+    return true;
+  } catch (const std::exception& e) {
+    *error = e.what();
+    if (auto nl = error->find("\nException raised from"); nl != std::string::npos) error->resize(nl);
+    return false;
+  }
+}
+
+}  // namespace
+}  // namespace mlp::rt::train
+
+extern "C" __attribute__((visibility("default"))) const mlp::rt::train::TrainerApi* mlp_trainer_api_v1() {
+  static const mlp::rt::train::TrainerApi api = [] {
+    mlp::rt::train::TrainerApi a;
+    a.train = mlp::rt::train::ApiTrain;
+    a.predict = mlp::rt::train::ApiPredict;
+    a.spec_of = mlp::rt::train::ApiSpecOf;
+    return a;
+  }();
+  return &api;
+}
