@@ -442,6 +442,10 @@ TEST(train, MlpcRunTrainsAndStoresModelAndMetrics) {
   }
   ASSERT_NE(clf, nullptr) << rep.dump(2);
   EXPECT_EQ((*clf)["status"], "succeeded");
+  // The model archive is not a table: the report shows its size, not a parse error.
+  EXPECT_EQ((*clf)["outputs"]["model"]["format"], "opaque") << clf->dump(2);
+  EXPECT_FALSE((*clf)["outputs"]["model"].contains("error")) << clf->dump(2);
+  EXPECT_GT((*clf)["outputs"]["model"]["bytes"].get<uint64_t>(), 1000u);
   const json& metrics = (*clf)["outputs"]["metrics"]["columns"];
   ASSERT_EQ(metrics["val.accuracy"]["head"].size(), 2u) << clf->dump(2);
   EXPECT_GT(metrics["val.accuracy"]["head"][1].get<double>(), 0.9);

@@ -12,6 +12,10 @@ nlohmann::json PreviewTable(const std::vector<std::string>& shards, size_t max_v
     bytes += s.size();
     ops::Table t;
     std::string error;
+    if (s.compare(0, 8, "MLPTABLE") != 0) {
+      out["format"] = "opaque";  // not a table (a model archive): its size is all there is to show
+      continue;
+    }
     if (!ops::Parse(s, &t, &error)) {
       out["error"] = error;
       continue;
