@@ -14,8 +14,6 @@ namespace mlp {
 
 namespace pb = plan::v1;
 
-namespace {
-
 std::string Sha256Hex(const std::string& data) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -28,6 +26,8 @@ std::string Sha256Hex(const std::string& data) {
   }
   return out;
 }
+
+namespace {
 
 pb::SourceRange ToProto(const SourceManager& sm, Range r) {
   pb::SourceRange out;

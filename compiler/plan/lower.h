@@ -10,6 +10,9 @@ namespace mlp {
 
 plan::v1::Plan LowerPlan(const Program& program, const CheckedPipeline& pipeline);
 
+// Lower-case hex SHA-256 of `data`: the plan's content hashes.
+std::string Sha256Hex(const std::string& data);
+
 // Protobuf JSON, field names as in plan.proto, indented.
 std::string PlanToJson(const plan::v1::Plan& plan);
 

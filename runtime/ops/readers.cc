@@ -15,6 +15,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "compiler/plan/lower.h"
 #include "runtime/ops/registry.h"
 
 namespace mlp::rt::ops {
@@ -827,19 +828,6 @@ void CollectPaths(const plan::v1::Value& v, std::vector<std::string>* out) {
   }
 }
 
-std::string HashHex(const std::string& data) {
-  // FNV-1a twice with different bases: a content key, not a security boundary
-  // (the stage's own hash, a SHA-256, stays inside it).
-  uint64_t a = 1469598103934665603ull, b = 1099511628211ull * 31;
-  for (unsigned char c : data) {
-    a = (a ^ c) * 1099511628211ull;
-    b = (b ^ c) * 0x100000001b3ull + 7;
-  }
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(a), static_cast<unsigned long long>(b));
-  return buf;
-}
-
 }  // namespace
 
 void FingerprintInputFiles(plan::v1::Plan* plan) {
@@ -864,7 +852,7 @@ void FingerprintInputFiles(plan::v1::Plan* plan) {
       if (it != changed.end()) extra += "upstream " + d + " " + it->second + "\n";
     }
     if (extra.empty()) continue;
-    node.set_content_hash(node.content_hash() + "+" + HashHex(node.content_hash() + "\n" + extra));
+    node.set_content_hash(Sha256Hex(node.content_hash() + "\n" + extra));
     changed[node.name()] = node.content_hash();
   }
 }
