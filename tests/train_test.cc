@@ -446,6 +446,16 @@ TEST(train, MlpcRunTrainsAndStoresModelAndMetrics) {
   EXPECT_EQ((*clf)["outputs"]["model"]["format"], "opaque") << clf->dump(2);
   EXPECT_FALSE((*clf)["outputs"]["model"].contains("error")) << clf->dump(2);
   EXPECT_GT((*clf)["outputs"]["model"]["bytes"].get<uint64_t>(), 1000u);
+  // The metrics are also in the run directory as CSV and JSON: one row per epoch.
+  fs::path stage_dir = fs::path(root) / "runs" / rep["run_id"].get<std::string>() / "outputs" / "clf";
+  std::string csv = testing::ReadFile((stage_dir / "metrics.csv").string());
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "epoch,lr,train.loss,train.accuracy,val.loss,val.accuracy,samples_per_s,seconds");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3) << csv;
+  json mj = json::parse(testing::ReadFile((stage_dir / "metrics.json").string()));
+  ASSERT_EQ(mj.size(), 2u);
+  EXPECT_EQ(mj[1]["epoch"], 2);
+  EXPECT_GT(mj[1]["val.accuracy"].get<double>(), 0.9);
+  EXPECT_FALSE(fs::exists(stage_dir / "model.csv"));  // an archive is not a table
   const json& metrics = (*clf)["outputs"]["metrics"]["columns"];
   ASSERT_EQ(metrics["val.accuracy"]["head"].size(), 2u) << clf->dump(2);
   EXPECT_GT(metrics["val.accuracy"]["head"][1].get<double>(), 0.9);

@@ -1058,6 +1058,8 @@ class Head::Impl : public v1::Head::Service {
   // Persistence of stage outputs (the cache), off the scheduling path
   // ----------------------------------------------------------------------------------------------
 
+  static constexpr uint64_t kTextOutputBytes = 1 << 20;  // outputs up to this size also as CSV/JSON
+
   void PersistLoop() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopped_) {
@@ -1120,6 +1122,23 @@ class Head::Impl : public v1::Head::Service {
       }
       nlohmann::json doc;
       if (ok) {
+        // Small scalar tables (a train stage's metrics) also as CSV and JSON beside the objects.
+        for (size_t p = 0; p < s.ports.size(); ++p) {
+          size_t first = p * s.slots.size(), last = std::min(items.size(), first + s.slots.size());
+          uint64_t bytes = 0;
+          for (size_t i = first; i < last; ++i) bytes += items[i].size;
+          if (bytes > kTextOutputBytes) continue;
+          std::vector<std::string> shards;
+          for (size_t i = first; i < last; ++i) {
+            auto buf = store_->Get(items[i].id);
+            shards.push_back(buf ? std::string(buf->view()) : std::string());
+          }
+          std::string csv, json;
+          if (TableAsText(shards, &csv, &json, kTextOutputBytes)) {
+            std::ofstream(dir / (s.ports[p] + ".csv"), std::ios::trunc) << csv;
+            std::ofstream(dir / (s.ports[p] + ".json"), std::ios::trunc) << json;
+          }
+        }
         for (const auto& port : s.ports) {
           nlohmann::json files = nlohmann::json::array();
           for (uint32_t k = 0; k < s.slots.size(); ++k)
