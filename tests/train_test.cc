@@ -429,6 +429,27 @@ TEST(train, StageOpNamesMissingColumns) {
 
 // ---- end to end
 
+// Real data: 12,000 Fashion-MNIST images (Debian's dataset-fashion-mnist),
+// data -> train end to end; the final validation accuracy (85% here) must
+// reach 82%.
+TEST(train, FashionMnistSubsetReachesTheStatedAccuracy) {
+  ASSERT_TRUE(fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))
+      << "install `dataset-fashion-mnist` (scripts/setup.sh does)";
+  testing::TempDir d;
+  auto r = testing::RunMlpc({"run", "tests/runtime/train_fashion.mlp", "--run-root", d.File("root"), "--json",
+                             d.File("r.json"), "--cpus", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  json rep = json::parse(testing::ReadFile(d.File("r.json")));
+  const json* clf = nullptr;
+  for (const auto& s : rep["stages"]) {
+    if (s.value("name", "") == "classifier") clf = &s;
+  }
+  ASSERT_NE(clf, nullptr) << rep.dump(2);
+  const json& acc = (*clf)["outputs"]["metrics"]["columns"]["val.accuracy"]["head"];
+  ASSERT_EQ(acc.size(), 4u) << clf->dump(2);
+  EXPECT_GE(acc[3].get<double>(), 0.82) << acc.dump();
+}
+
 TEST(train, MlpcRunTrainsAndStoresModelAndMetrics) {
   testing::TempDir d;
   std::string root = d.File("root");
