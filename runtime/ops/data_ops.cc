@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "runtime/ops/readers.h"
+#include "runtime/ops/op_util.h"
 #include "runtime/ops/registry.h"
 
 namespace mlp::rt::ops {
@@ -24,15 +25,6 @@ namespace mlp::rt::ops {
 namespace {
 
 namespace pb = plan::v1;
-
-constexpr uint64_t kMaxTaskBytes = 4ull << 30;  // what one task may generate; more needs more shards
-
-const pb::Value* Arg(const pb::Call& c, std::string_view name) {
-  for (const auto& a : c.args()) {
-    if (a.name() == name) return &a.value();
-  }
-  return nullptr;
-}
 
 const pb::Value* Field(const pb::Node& n, std::string_view name) {
   for (const auto& a : n.args()) {
@@ -78,27 +70,8 @@ void Log(TaskContext& ctx, const std::string& line) {
 }
 bool Cancelled(TaskContext& ctx) { return ctx.cancelled && ctx.cancelled(); }
 
-// Deterministic hashing (splitmix64's finaliser) and uniform doubles in [0, 1).
-uint64_t Mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-uint64_t Mix(uint64_t a, uint64_t b) { return Mix(Mix(a) ^ b); }
-uint64_t HashStr(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  return h;
-}
+// Uniform doubles in [0, 1) from a hash (op_util.h).
 double Unit(uint64_t h) { return static_cast<double>(h >> 11) * 0x1.0p-53; }
-
-// Rows [Begin(i), Begin(i + 1)) of n belong to task i of count, exactly partitioning n
-// (floor(i * n / count), computed without overflow).
-uint64_t SliceBegin(uint64_t n, uint64_t i, uint64_t count) {
-  if (count == 0) return i == 0 ? 0 : n;  // a bad context must not divide by zero
-  return n / count * i + n % count * i / count;
-}
 
 bool CheckSize(const std::string& op, uint64_t rows, uint64_t row_bytes, OpError* err) {
   uint64_t bytes = 0;

@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "compiler/plan/lower.h"
+#include "runtime/ops/op_util.h"
 #include "runtime/ops/registry.h"
 
 namespace mlp::rt::ops {
@@ -24,13 +25,7 @@ namespace {
 
 namespace pb = plan::v1;
 
-constexpr uint64_t kMaxTaskBytes = 4ull << 30;  // as data_ops.cc: what one task may hold
 constexpr uint64_t kChunk = 1u << 20;           // read granularity, between cancellation polls
-
-uint64_t PartBegin(uint64_t n, uint64_t i, uint64_t count) {
-  if (count == 0) return i == 0 ? 0 : n;
-  return n / count * i + n % count * i / count;
-}
 
 bool Cancelled(const ReadPart& p) { return p.cancelled && p.cancelled(); }
 
@@ -380,19 +375,6 @@ bool ReadWholeFile(const std::string& path, std::string* out, std::string* error
 
 // ---- image transforms
 
-uint64_t Mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-uint64_t Mix(uint64_t a, uint64_t b) { return Mix(Mix(a) ^ b); }
-uint64_t HashStr(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  return h;
-}
-
 struct ImageDims {
   uint64_t c = 1, h = 0, w = 0;
 };
@@ -456,13 +438,6 @@ void FlipRows(Column* col, const ImageDims& d, double p, uint64_t seed) {
 }
 
 // ---- operator arguments
-
-const pb::Value* Arg(const pb::Call& c, std::string_view name) {
-  for (const auto& a : c.args()) {
-    if (a.name() == name) return &a.value();
-  }
-  return nullptr;
-}
 
 bool OpFail(OpError* err, const pb::Call& c, const std::string& msg) {
   err->message = "`" + c.op() + "`: " + msg;
@@ -551,7 +526,7 @@ bool ReadIdx(const std::string& images, const std::string& labels, uint64_t limi
   if (!CheckIdxSize(im, ih, per, "images", part, error) || !CheckIdxSize(lb, lh, 1, "labels", part, error))
     return false;
   uint64_t n = limit > 0 ? std::min(limit, ih.count) : ih.count;
-  uint64_t b = PartBegin(n, part.index, part.count), e = PartBegin(n, part.index + 1ull, part.count);
+  uint64_t b = SliceBegin(n, part.index, part.count), e = SliceBegin(n, part.index + 1ull, part.count);
   if (TooBig(e - b, per, error)) return false;
   Column image = Column::Make("image", DType::U8, {ih.rows, ih.cols}, e - b);
   Column label = Column::Make("label", DType::I64, {}, e - b);
@@ -614,7 +589,7 @@ bool ReadCifar10(const std::string& dir, bool train, uint64_t limit, const ReadP
     total += size / kRecord;
   }
   uint64_t n = limit > 0 ? std::min(limit, total) : total;
-  uint64_t b = PartBegin(n, part.index, part.count), e = PartBegin(n, part.index + 1ull, part.count);
+  uint64_t b = SliceBegin(n, part.index, part.count), e = SliceBegin(n, part.index + 1ull, part.count);
   if (TooBig(e - b, kRecord, error)) return false;
   Column image = Column::Make("image", DType::U8, {3, 32, 32}, e - b);
   Column label = Column::Make("label", DType::I64, {}, e - b);
@@ -749,7 +724,7 @@ bool ReadCsv(const std::string& path, const CsvOptions& opt, const ReadPart& par
   const std::vector<int64_t>& labels = by_name ? ids : numeric;
   if (classes) *classes = by_name ? class_names : std::vector<std::string>{};
 
-  uint64_t b = PartBegin(n, part.index, part.count), e = PartBegin(n, part.index + 1ull, part.count);
+  uint64_t b = SliceBegin(n, part.index, part.count), e = SliceBegin(n, part.index + 1ull, part.count);
   Column x = Column::Make("features", DType::F32, {k_features}, e - b);
   Column y = Column::Make("label", DType::I64, {}, e - b);
   if (e > b) {
