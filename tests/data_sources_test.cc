@@ -597,13 +597,6 @@ TEST(Transforms, WrongImagesAreErrors) {
 
 // ---- the operators in a data stage
 
-plan::v1::Plan PlanOf(const std::string& text, const std::string& path) {
-  Compilation c = testing::CompileText(text, path);
-  EXPECT_FALSE(c.diags.has_errors()) << testing::Render(c);
-  if (!c.checked || c.diags.has_errors()) return {};
-  return LowerPlan(*c.program, *c.checked);
-}
-
 TaskResult RunTask(const plan::v1::Plan& p, const std::string& stage, uint32_t index = 0, uint32_t count = 1) {
   TaskContext ctx;
   ctx.plan = &p;
@@ -640,7 +633,7 @@ TEST(Stage, RelativePathsResolveAgainstThePipelineFile) {
   WriteBinary(dir.File("data/img"), IdxImages(6, 4, 4));
   WriteGzip(dir.File("data/lbl.gz"), IdxLabels(6));
   testing::WriteFile(dir.File("data/t.csv"), "a,y\n1,0\n2,1\n");
-  auto p = PlanOf(R"(
+  auto p = testing::CompilePlan(R"(
 data d {
   source = idx(images: "data/img", labels: "data/lbl.gz")
 }
@@ -682,11 +675,11 @@ data b {
 }
 )";
   };
-  auto p1 = PlanOf(text(1), dir.File("p.mlp"));
-  auto p2 = PlanOf(text(2), dir.File("p.mlp"));
+  auto p1 = testing::CompilePlan(text(1), dir.File("p.mlp"));
+  auto p2 = testing::CompilePlan(text(2), dir.File("p.mlp"));
   std::string a0 = OutBytes(RunTask(p1, "a", 0, 2));
   EXPECT_EQ(a0, OutBytes(RunTask(p1, "a", 0, 2))) << "a rerun gives the same rows";
-  EXPECT_EQ(a0, OutBytes(RunTask(PlanOf(text(1), dir.File("p.mlp")), "a", 0, 2))) << "so does a recompiled plan";
+  EXPECT_EQ(a0, OutBytes(RunTask(testing::CompilePlan(text(1), dir.File("p.mlp")), "a", 0, 2))) << "so does a recompiled plan";
   EXPECT_NE(a0, OutBytes(RunTask(p2, "a", 0, 2))) << "the pipeline seed changes the crops";
   EXPECT_NE(a0, OutBytes(RunTask(p1, "b", 0, 2))) << "another stage draws other crops";
   Table t = OutTable(RunTask(p1, "a", 1, 2));
@@ -699,7 +692,7 @@ TEST(Stage, ReaderErrorsFailTheStageNamingTheOperator) {
   TempDir dir;
   WriteBinary(dir.File("img"), IdxImages(4, 2, 2));
   WriteBinary(dir.File("lbl"), IdxImages(4, 2, 2));
-  auto p = PlanOf(R"(
+  auto p = testing::CompilePlan(R"(
 data d {
   source = idx(images: "img", labels: "lbl")
 }

@@ -16,13 +16,6 @@
 namespace mlp::rt::ops {
 namespace {
 
-plan::v1::Plan PlanOf(const std::string& text, const std::string& path = "test.mlp") {
-  Compilation c = testing::CompileText(text, path);
-  EXPECT_FALSE(c.diags.has_errors()) << testing::Render(c);
-  if (!c.checked || c.diags.has_errors()) return {};
-  return LowerPlan(*c.program, *c.checked);
-}
-
 // "file:line:col" of the first occurrence of `needle` in `text`.
 std::string Where(const std::string& file, const std::string& text, const std::string& needle) {
   size_t pos = text.find(needle);
@@ -96,7 +89,7 @@ struct CartPole {
 
 TEST(Env, CartPoleMatchesPlainCxxBitForBit) {
   const std::string path = "pipelines/custom_env_rl.mlp";
-  auto b = Build(PlanOf(testing::ReadFile(std::string(MLP_SOURCE_DIR) + "/" + path), path));
+  auto b = Build(testing::CompilePlan(testing::ReadFile(std::string(MLP_SOURCE_DIR) + "/" + path), path));
   ASSERT_TRUE(b->envs) << b->error;
   const EnvSpec* spec = b->envs->Find("pole");
   ASSERT_TRUE(spec);
@@ -151,7 +144,7 @@ TEST(Env, CartPoleMatchesPlainCxxBitForBit) {
 
 TEST(Env, StepKernelFollowsTheContractWithTheNativeTier) {
   const std::string path = "pipelines/custom_env_rl.mlp";
-  auto b = Build(PlanOf(testing::ReadFile(std::string(MLP_SOURCE_DIR) + "/" + path), path));
+  auto b = Build(testing::CompilePlan(testing::ReadFile(std::string(MLP_SOURCE_DIR) + "/" + path), path));
   ASSERT_TRUE(b->envs) << b->error;
   const CompiledKernel* k = b->envs->StepKernel("pole");
   ASSERT_TRUE(k);
@@ -233,7 +226,7 @@ env seq {
 )";
 
 TEST(Env, AssignmentsRunInOrderAndLaterStatementsSeeNewValues) {
-  auto b = Build(PlanOf(WithStages(kSeq, {"seq"})));
+  auto b = Build(testing::CompilePlan(WithStages(kSeq, {"seq"})));
   ASSERT_TRUE(b->envs) << b->error;
   auto env = b->envs->NewInstance("seq", 1);
   ASSERT_TRUE(env);
@@ -289,7 +282,7 @@ TEST(Env, AssignmentsRunInOrderAndLaterStatementsSeeNewValues) {
 }
 
 TEST(Env, MaxStepsTruncatesTheEpisode) {
-  auto b = Build(PlanOf(WithStages(R"(
+  auto b = Build(testing::CompilePlan(WithStages(R"(
 env walk {
   state { x: f64 = 0.0 }
   action box(-1.0, 1.0)
@@ -356,7 +349,7 @@ env draws {
 )";
 
 TEST(Env, ResetDrawsWithinBoundsAndRepeatsWithTheSameSeed) {
-  auto b = Build(PlanOf(WithStages(kDraws, {"draws"})));
+  auto b = Build(testing::CompilePlan(WithStages(kDraws, {"draws"})));
   ASSERT_TRUE(b->envs) << b->error;
   const EnvSpec* spec = b->envs->Find("draws");
   ASSERT_TRUE(spec);
@@ -436,7 +429,7 @@ env div {
 }
 )",
                                       {"div"});
-  auto b = Build(PlanOf(text, "envs/div.mlp"));
+  auto b = Build(testing::CompilePlan(text, "envs/div.mlp"));
   ASSERT_TRUE(b->envs) << b->error;
   auto env = b->envs->NewInstance("div", 1);
   std::vector<double> obs;
@@ -488,7 +481,7 @@ std::string Refusal(const plan::v1::Plan& plan) {
 
 TEST(Env, ErrorsInAStepSourceAreRefusedWithTheirLocation) {
   const std::string text = WithStages(kWalk, {"walk"});
-  const plan::v1::Plan plan = PlanOf(text, "walk.mlp");
+  const plan::v1::Plan plan = testing::CompilePlan(text, "walk.mlp");
   ASSERT_EQ(plan.envs_size(), 1);
   {
     auto b = Build(plan);
@@ -519,7 +512,7 @@ TEST(Env, ErrorsInAStepSourceAreRefusedWithTheirLocation) {
 
 TEST(Env, StepStatementsAreCheckedAgain) {
   const std::string text = WithStages(kWalk, {"walk"});
-  const plan::v1::Plan plan = PlanOf(text, "walk.mlp");
+  const plan::v1::Plan plan = testing::CompilePlan(text, "walk.mlp");
   ASSERT_EQ(plan.envs_size(), 1);
   auto refused = [&](const std::string& from, const std::string& to, const std::string& want) {
     std::string error = Refusal(Mutated(plan, from, to));
@@ -541,7 +534,7 @@ TEST(Env, StepStatementsAreCheckedAgain) {
 
 TEST(Env, ACorruptPlanIsRefusedWithAMessage) {
   const std::string text = WithStages(kWalk, {"walk"});
-  const plan::v1::Plan plan = PlanOf(text, "walk.mlp");
+  const plan::v1::Plan plan = testing::CompilePlan(text, "walk.mlp");
   ASSERT_EQ(plan.envs_size(), 1);
   auto refused = [&](const plan::v1::Plan& p, const std::string& want) {
     std::string error = Refusal(p);

@@ -33,10 +33,7 @@ plan::v1::Plan PlanOf(const std::string& kernels) {
   std::string text = kernels +
                      "\ndata d {\n  source    = range(n: 4)\n  transform = map(use)\n}\n"
                      "kernel use(x: i64) -> i64 {\n  x\n}\n";
-  Compilation c = testing::CompileText(text, "jit.mlp");
-  EXPECT_FALSE(c.diags.has_errors()) << testing::Render(c);
-  if (!c.checked || c.diags.has_errors()) return {};
-  return LowerPlan(*c.program, *c.checked);
+  return testing::CompilePlan(text, "jit.mlp");
 }
 
 std::unique_ptr<KernelProgram> Build(const plan::v1::Plan& p, JitMode mode, uint64_t hot = 20000, bool wait = false) {

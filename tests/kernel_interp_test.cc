@@ -14,13 +14,6 @@
 namespace mlp::rt::ops {
 namespace {
 
-plan::v1::Plan PlanOf(const std::string& text, const std::string& path = "test.mlp") {
-  Compilation c = testing::CompileText(text, path);
-  EXPECT_FALSE(c.diags.has_errors()) << testing::Render(c);
-  if (!c.checked || c.diags.has_errors()) return {};
-  return LowerPlan(*c.program, *c.checked);
-}
-
 // "file:line:col" of the first occurrence of `needle` in `text`.
 std::string Where(const std::string& file, const std::string& text, const std::string& needle) {
   size_t pos = text.find(needle);
@@ -52,7 +45,7 @@ class Kernels : public ::testing::TestWithParam<JitMode> {
   bool Interpreted() const { return GetParam() == JitMode::Off; }
   void Load(const std::string& kernels) {
     text_ = kernels + kUse;
-    plan_ = PlanOf(text_);
+    plan_ = testing::CompilePlan(text_);
     std::string error;
     KernelOptions options;
     options.jit = GetParam();
@@ -317,7 +310,7 @@ INSTANTIATE_TEST_SUITE_P(Tiers, Kernels, ::testing::Values(JitMode::Off, JitMode
 
 TEST(kernel_interp, ImportedAndAliasedKernelsResolve) {
   std::string path = std::string(MLP_SOURCE_DIR) + "/tests/golden/plan_imported_kernels.mlp";
-  plan::v1::Plan plan = PlanOf(testing::ReadFile(path), path);
+  plan::v1::Plan plan = testing::CompilePlan(testing::ReadFile(path), path);
   std::string error;
   auto prog = KernelProgram::Build(plan, &error);
   ASSERT_TRUE(prog) << error;

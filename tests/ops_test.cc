@@ -14,21 +14,7 @@
 namespace mlp::rt::ops {
 namespace {
 
-plan::v1::Plan PlanOf(const std::string& text) {
-  Compilation c = testing::CompileText(text);
-  EXPECT_FALSE(c.diags.has_errors()) << testing::Render(c);
-  if (!c.checked || c.diags.has_errors()) return {};
-  return LowerPlan(*c.program, *c.checked);
-}
-
-const plan::v1::Node& NodeOf(const plan::v1::Plan& p, const std::string& name) {
-  for (const auto& n : p.nodes()) {
-    if (n.name() == name) return n;
-  }
-  ADD_FAILURE() << "no stage " << name;
-  static plan::v1::Node none;
-  return none;
-}
+using testing::NodeOf;
 
 struct Task {
   uint32_t index = 0, count = 1, attempt = 0;
@@ -87,7 +73,7 @@ std::vector<int64_t> Iota(int64_t from, int64_t to) {
 }
 
 TEST(ops, RangeFilterMapSumPerShard) {
-  plan::v1::Plan p = PlanOf(R"(
+  plan::v1::Plan p = testing::CompilePlan(R"(
 kernel even(x: i64) -> bool {
   x % 2 == 0
 }
@@ -125,7 +111,7 @@ data squares {
 }
 
 TEST(ops, ShardsPartitionTheRowsExactly) {
-  plan::v1::Plan p = PlanOf("data r {\n  source = range(n: 10)\n  shards = 3\n}\n");
+  plan::v1::Plan p = testing::CompilePlan("data r {\n  source = range(n: 10)\n  shards = 3\n}\n");
   std::vector<int64_t> all;
   std::vector<size_t> sizes;
   for (uint32_t i = 0; i < 3; ++i) {
@@ -138,7 +124,7 @@ TEST(ops, ShardsPartitionTheRowsExactly) {
 }
 
 TEST(ops, SplitCutsRowsIntoTheNamedOutputs) {
-  plan::v1::Plan p = PlanOf(R"(
+  plan::v1::Plan p = testing::CompilePlan(R"(
 data two {
   source = range(n: 100)
   split { train: 0.9, val: 0.1 }
@@ -167,7 +153,7 @@ data part {
 }
 
 TEST(ops, AnUpstreamStageIsReadByShardOrResliced) {
-  plan::v1::Plan p = PlanOf(R"(
+  plan::v1::Plan p = testing::CompilePlan(R"(
 kernel square(x: i64) -> i64 {
   x * x
 }
@@ -205,7 +191,7 @@ data fewer {
 }
 
 TEST(ops, FailIsDeterministicAndRespectsTheAttempt) {
-  plan::v1::Plan p = PlanOf(R"(
+  plan::v1::Plan p = testing::CompilePlan(R"(
 data flaky {
   source    = range(n: 8)
   transform = fail(p: 0.5, seed: 3)
@@ -253,7 +239,7 @@ data never {
 }
 
 TEST(ops, CanRunNamesWhatIsMissing) {
-  plan::v1::Plan p = PlanOf(R"(
+  plan::v1::Plan p = testing::CompilePlan(R"(
 kernel scale(x: f32) -> f32 {
   x / 255.0
 }
@@ -294,7 +280,7 @@ train t {
 }
 
 TEST(ops, SyntheticIsTheSameDataHoweverSharded) {
-  plan::v1::Plan p = PlanOf(R"(
+  plan::v1::Plan p = testing::CompilePlan(R"(
 data s {
   source = synthetic(rows: 30, features: 3, classes: 3, seed: 5)
 }
@@ -334,7 +320,7 @@ data n {
 }
 
 TEST(ops, ShuffleAndTake) {
-  plan::v1::Plan p = PlanOf(R"(
+  plan::v1::Plan p = testing::CompilePlan(R"(
 data a {
   source    = range(n: 50)
   transform = shuffle(seed: 7) | batch(size: 4) | repartition(shards: 2)
@@ -367,7 +353,7 @@ data t {
 
 TEST(ops, KernelErrorsFailTheTaskWithTheLocation) {
   std::string text = "kernel inv(x: i64) -> i64 {\n  10 / x\n}\ndata d {\n  source    = range(n: 3)\n  transform = map(inv)\n}\n";
-  plan::v1::Plan p = PlanOf(text);
+  plan::v1::Plan p = testing::CompilePlan(text);
   TaskResult r = RunTask(p, "d", {});
   EXPECT_FALSE(r.ok);
   EXPECT_FALSE(r.retryable);
@@ -398,7 +384,7 @@ TEST(ops, SumWidensAndWraps) {
 }
 
 TEST(ops, SleepStopsWhenCancelled) {
-  plan::v1::Plan p = PlanOf(R"(
+  plan::v1::Plan p = testing::CompilePlan(R"(
 data slow {
   source    = range(n: 2)
   transform = sleep(time: 1h)
@@ -432,7 +418,7 @@ data oom_stage {
 
 TEST(ops_death, CrashReallyCrashesOnlyWhileAttemptIsBelowAttempts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  plan::v1::Plan p = PlanOf(kCrashes);
+  plan::v1::Plan p = testing::CompilePlan(kCrashes);
   EXPECT_EXIT(RunTask(p, "segv_stage", {}), ::testing::KilledBySignal(SIGSEGV), "");
   EXPECT_EXIT(RunTask(p, "abort_stage", {.attempt = 1}), ::testing::KilledBySignal(SIGABRT), "");
   EXPECT_TRUE(RunTask(p, "segv_stage", {.attempt = 1}).ok);
@@ -441,7 +427,7 @@ TEST(ops_death, CrashReallyCrashesOnlyWhileAttemptIsBelowAttempts) {
 
 TEST(ops_death, CrashOomAllocatesUntilItCannot) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  plan::v1::Plan p = PlanOf(kCrashes);
+  plan::v1::Plan p = testing::CompilePlan(kCrashes);
   // In the child only: cap the address space so that the allocation fails
   // instead of pressing on the machine.
   auto capped = [&] {

@@ -1,6 +1,8 @@
 // Implementation of the shared test helpers.
 #include "tests/test_util.h"
 
+#include "compiler/plan/lower.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -97,5 +99,21 @@ TempDir::~TempDir() {
 }
 
 std::string TempDir::File(const std::string& name) const { return (std::filesystem::path(path_) / name).string(); }
+
+plan::v1::Plan CompilePlan(const std::string& text, const std::string& path) {
+  Compilation c = CompileText(text, path);
+  EXPECT_FALSE(c.diags.has_errors()) << Render(c);
+  if (!c.checked || c.diags.has_errors()) return {};
+  return LowerPlan(*c.program, *c.checked);
+}
+
+const plan::v1::Node& NodeOf(const plan::v1::Plan& p, const std::string& name) {
+  for (const auto& n : p.nodes()) {
+    if (n.name() == name) return n;
+  }
+  ADD_FAILURE() << "no stage " << name;
+  static plan::v1::Node none;
+  return none;
+}
 
 }  // namespace mlp::testing

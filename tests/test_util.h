@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "compiler/driver/compile.h"
+#include "plan.pb.h"
 
 namespace mlp::testing {
 
@@ -15,6 +16,12 @@ Compilation CompileText(const std::string& text, const std::string& path = "test
 // The diagnostic codes, in order.
 std::vector<std::string> Codes(const Compilation& c);
 std::string Render(const Compilation& c);
+
+// `text` compiled and lowered to its plan, as `mlpc compile` makes it; a
+// compile error fails the test (with the diagnostics) and gives an empty plan.
+plan::v1::Plan CompilePlan(const std::string& text, const std::string& path = "test.mlp");
+// The plan's stage `name`; a missing one fails the test.
+const plan::v1::Node& NodeOf(const plan::v1::Plan& p, const std::string& name);
 
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& text);

@@ -291,21 +291,7 @@ TEST(train, ReferenceBlasIsNamedAndOpenBlasIsNot) {
 
 // ---- the stage op on compiled plans
 
-plan::v1::Plan PlanOf(const std::string& text) {
-  Compilation c = testing::CompileText(text);
-  EXPECT_FALSE(c.diags.has_errors()) << testing::Render(c);
-  if (!c.checked || c.diags.has_errors()) return {};
-  return LowerPlan(*c.program, *c.checked);
-}
-
-const plan::v1::Node& NodeOf(const plan::v1::Plan& p, const std::string& name) {
-  for (const auto& n : p.nodes()) {
-    if (n.name() == name) return n;
-  }
-  ADD_FAILURE() << "no stage " << name;
-  static plan::v1::Node none;
-  return none;
-}
+using testing::NodeOf;
 
 std::string Pipeline(const std::string& train_fields) {
   return "pipeline p { seed = 5 }\n"
@@ -339,7 +325,7 @@ std::vector<ops::InputSet> DataInputs(const plan::v1::Plan& p, std::vector<std::
 }
 
 TEST(train, StageOpTrainsFromThePlanAndOutputsModelAndMetrics) {
-  plan::v1::Plan p = PlanOf(Pipeline(
+  plan::v1::Plan p = testing::CompilePlan(Pipeline(
       "  model = mlp(hidden: [32], classes: 3)\n  optimizer = adamw(lr: 0.01)\n  schedule = cosine\n"
       "  loss = cross_entropy(label_smoothing: 0.05)\n  epochs = 3\n  batch_size = 16\n"
       "  resources { cpu: 2 }\n"));
@@ -397,17 +383,17 @@ TEST(train, SubmissionRejectsWhatThisVersionDoesNotRun) {
   ops::Registry reg;
   Register(reg);
   std::string why;
-  plan::v1::Plan p = PlanOf(Pipeline("  model = mlp(classes: 3)\n  workers = 2\n"));
+  plan::v1::Plan p = testing::CompilePlan(Pipeline("  model = mlp(classes: 3)\n  workers = 2\n"));
   EXPECT_FALSE(reg.CanRun(NodeOf(p, "t"), &why));
   EXPECT_NE(why.find("`workers = 2`: data-parallel training (DDP over Gloo) is not implemented yet"), std::string::npos)
       << why;
-  p = PlanOf(Pipeline("  model = load(path: \"m.pt\")\n"));
+  p = testing::CompilePlan(Pipeline("  model = load(path: \"m.pt\")\n"));
   EXPECT_FALSE(reg.CanRun(NodeOf(p, "t"), &why));
   EXPECT_NE(why.find("model `load` has no runtime implementation yet"), std::string::npos) << why;
 }
 
 TEST(train, StageOpNamesMissingColumns) {
-  plan::v1::Plan p = PlanOf(Pipeline("  model = mlp(classes: 3)\n"));
+  plan::v1::Plan p = testing::CompilePlan(Pipeline("  model = mlp(classes: 3)\n"));
   ops::Registry reg;
   Register(reg);
   ops::Table t;
