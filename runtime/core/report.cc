@@ -14,7 +14,7 @@ nlohmann::json PreviewTable(const std::vector<std::string>& shards, size_t max_v
     bytes += s.size();
     ops::Table t;
     std::string error;
-    if (s.compare(0, 8, "MLPTABLE") != 0) {
+    if (!ops::IsSerializedTable(s)) {
       out["format"] = "opaque";  // not a table (a model archive): its size is all there is to show
       continue;
     }
@@ -58,7 +58,7 @@ bool TableAsText(const std::vector<std::string>& shards, std::string* csv, std::
     total += s.size();
     ops::Table t;
     std::string error;
-    if (total > max_bytes || s.compare(0, 8, "MLPTABLE") != 0 || !ops::Parse(s, &t, &error)) return false;
+    if (total > max_bytes || !ops::IsSerializedTable(s) || !ops::Parse(s, &t, &error)) return false;
     for (const auto& c : t.columns)
       if (c.row_elems() != 1) return false;
     if (!tables.empty() && t.columns.size() != tables[0].columns.size()) return false;

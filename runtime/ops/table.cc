@@ -217,6 +217,10 @@ std::string Serialize(const Table& t) {
   return out;
 }
 
+bool IsSerializedTable(std::string_view bytes) {
+  return bytes.size() >= 8 && std::memcmp(bytes.data(), kMagic, 8) == 0;
+}
+
 bool Parse(std::string_view bytes, Table* out, std::string* error, std::shared_ptr<const void> keep) {
   out->columns.clear();
   Reader r{bytes};

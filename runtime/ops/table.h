@@ -86,6 +86,9 @@ std::string Serialize(const Table& t);
 // Columns view `bytes` (copied only where the blob is misaligned for their
 // element type); `keep`, when given, is held by every view.
 bool Parse(std::string_view bytes, Table* out, std::string* error, std::shared_ptr<const void> keep = nullptr);
+// Whether `bytes` start like a serialized table (its magic): an output that
+// does not is some other kind of object (a model archive), not a corrupt table.
+bool IsSerializedTable(std::string_view bytes);
 
 // Rows of every table in order. The tables must have the same columns (names,
 // dtypes, shapes, in order); a table with no columns and no rows is skipped.
