@@ -55,6 +55,7 @@ bool ValidTask(const v1::TaskSpec& t, std::string* why) {
   const auto& r = t.resources();
   if (r.cpu_milli() < 0 || r.gpu_milli() < 0 || r.memory_bytes() < 0) return *why = "negative resources", false;
   if (t.function().empty() == t.plan_id().empty()) return *why = "a task names a function or a plan node", false;
+  if (t.gang().size() > 1024 || t.node_host().size() > 256) return *why = "bad gang key or node host", false;
   return true;
 }
 
@@ -282,6 +283,13 @@ class Agent::Impl : public v1::Worker::Service {
       for (const auto& id : msg.kill_actors()) {
         auto it = actors_.find(id);
         if (it != actors_.end() && it->second->pid > 0) kill(it->second->pid, SIGKILL);
+      }
+      for (const auto& r : msg.kv_replies()) {
+        auto it = running_.find(r.task_id());
+        if (it == running_.end() || !it->second || it->second->dead) continue;  // the task ended meanwhile
+        v1::ExecRequest req;
+        *req.mutable_kv_reply() = r;
+        sends.emplace_back(it->second, req.SerializeAsString());
       }
       for (const auto& id : msg.free_objects()) store_->Delete(id);
       for (const auto& r : msg.reserve()) available_ = sched::Subtract(available_, ToSched(r));
@@ -546,6 +554,17 @@ class Agent::Impl : public v1::Worker::Service {
           Emit([&](v1::FromWorker* f) { *f->add_logs() = reply.log(); });
           continue;
         }
+        if (reply.has_kv()) {
+          for (int fd : out_fds) close(fd);
+          v1::KvRequest q = reply.kv();
+          q.set_task_id(spec.task_id());
+          Emit([&](v1::FromWorker* f) { *f->add_kv() = std::move(q); });
+          continue;
+        }
+        if (reply.has_checkpoint()) {
+          AdoptCheckpoint(spec, reply.checkpoint(), out_fds);
+          continue;
+        }
         if (!reply.has_result()) {
           for (int fd : out_fds) close(fd);
           continue;
@@ -578,6 +597,40 @@ class Agent::Impl : public v1::Worker::Service {
       result.set_error(SignalText(status));
     }
     return result;
+  }
+
+  // A running task's checkpoint: into this node's store, and the head is told
+  // where it is (it copies the checkpoint to the run directory).
+  void AdoptCheckpoint(const v1::TaskSpec& spec, const v1::Checkpoint& c, std::vector<int>& fds) {
+    std::string error;
+    if (fds.size() != 1 || spec.job_id().empty() || c.epoch() < 0) {
+      for (int fd : fds) close(fd);
+      return;
+    }
+    std::string id = spec.job_id() + "/" + spec.stage() + "/__checkpoint/" + std::to_string(spec.attempt()) + "." +
+                     std::to_string(c.epoch());
+    auto buf = objects::Buffer::FromFd(fds[0], c.size(), &error);
+    if (!buf || !store_->Put(id, std::move(buf), &error)) {
+      Log(spec, "warning: cannot store the checkpoint of epoch " + std::to_string(c.epoch()) + ": " + error);
+      return;
+    }
+    v1::CheckpointNote note;
+    note.set_task_id(spec.task_id());
+    note.set_epoch(c.epoch());
+    note.mutable_object()->set_id(id);
+    note.mutable_object()->set_size(c.size());
+    Emit([&](v1::FromWorker* f) { *f->add_checkpoints() = std::move(note); });
+  }
+
+  void Log(const v1::TaskSpec& spec, const std::string& line) {
+    v1::LogLine l;
+    l.set_job_id(spec.job_id());
+    l.set_stage(spec.stage());
+    l.set_index(spec.index());
+    l.set_ts_ms(NowMs());
+    l.set_kind(v1::LogLine::WARNING);
+    l.set_line(line);
+    Emit([&](v1::FromWorker* f) { *f->add_logs() = std::move(l); });
   }
 
   void AdoptOutputs(const v1::TaskSpec& spec, v1::TaskResult* result, std::vector<int>& fds) {

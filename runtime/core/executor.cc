@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 
@@ -38,7 +40,13 @@ class Executor {
     std::vector<int> fds;
     while (true) {
       fds.clear();
-      if (!ch_.Recv(&msg, &fds, &error)) return 0;  // the agent is gone: nothing left to do
+      if (!pending_.empty()) {
+        msg = std::move(pending_.front().first);
+        fds = std::move(pending_.front().second);
+        pending_.pop_front();
+      } else if (!ch_.Recv(&msg, &fds, &error)) {
+        return 0;  // the agent is gone: nothing left to do
+      }
       v1::ExecRequest req;
       if (!req.ParseFromString(msg)) {
         for (int fd : fds) close(fd);
@@ -158,6 +166,60 @@ class Executor {
       Reply(r);
     };
 
+    ctx.progress = [this, job, stage_name, index](std::string_view line) {
+      v1::ExecReply r;
+      auto* l = r.mutable_log();
+      l->set_job_id(job);
+      l->set_stage(stage_name);
+      l->set_index(index);
+      l->set_ts_ms(NowMs());
+      l->set_kind(v1::LogLine::PROGRESS);
+      l->set_line(std::string(line.substr(0, 512)));
+      Reply(r);
+    };
+    ctx.warn = [this, job, stage_name, index](std::string_view line) {
+      v1::ExecReply r;
+      auto* l = r.mutable_log();
+      l->set_job_id(job);
+      l->set_stage(stage_name);
+      l->set_index(index);
+      l->set_ts_ms(NowMs());
+      l->set_kind(v1::LogLine::WARNING);
+      l->set_line(std::string(line.substr(0, 4096)));
+      Reply(r);
+    };
+    ctx.gang = spec.gang();
+    ctx.node_host = spec.node_host();
+    if (!spec.job_id().empty()) {
+      ctx.kv_set = [this](const std::string& key, const std::string& value, std::string* err) {
+        v1::KvReply rep;
+        return Kv(v1::KvRequest::SET, key, value, 0, &rep, err);
+      };
+      ctx.kv_get = [this](const std::string& key, std::string* value, bool* found, std::string* err) {
+        v1::KvReply rep;
+        if (!Kv(v1::KvRequest::GET, key, "", 0, &rep, err)) return false;
+        *found = rep.found();
+        *value = rep.value();
+        return true;
+      };
+      ctx.kv_add = [this](const std::string& key, int64_t delta, int64_t* sum, std::string* err) {
+        v1::KvReply rep;
+        if (!Kv(v1::KvRequest::ADD, key, "", delta, &rep, err)) return false;
+        *sum = rep.number();
+        return true;
+      };
+      ctx.checkpoint = [this](int64_t epoch, const std::string& bytes, std::string* err) {
+        auto buf = objects::Buffer::Create(bytes.size(), err);
+        if (!buf) return false;
+        if (!bytes.empty()) std::memcpy(buf->mutable_data(), bytes.data(), bytes.size());
+        v1::ExecReply r;
+        r.mutable_checkpoint()->set_epoch(epoch);
+        r.mutable_checkpoint()->set_size(bytes.size());
+        Reply(r, {buf->fd()});
+        return true;
+      };
+    }
+
     ops::TaskResult out = (*stage)(ctx);
     if (g_cancelled.load()) return fail(v1::TaskResult::CANCELLED, "cancelled", false);
     if (!out.ok) return fail(v1::TaskResult::FAILED, out.error, out.retryable);
@@ -182,6 +244,37 @@ class Executor {
     res->set_status(v1::TaskResult::OK);
     res->set_finished_ms(NowMs());
     Reply(reply, out_fds);
+  }
+
+  // One request to the job's store at the head, through the agent; waits for
+  // its reply. Other messages that arrive meanwhile are kept for Run().
+  bool Kv(v1::KvRequest::Op op, const std::string& key, const std::string& value, int64_t delta, v1::KvReply* rep,
+          std::string* error) {
+    v1::ExecReply r;
+    auto* q = r.mutable_kv();
+    q->set_id(++kv_seq_);
+    q->set_op(op);
+    q->set_key(key);
+    q->set_value(value);
+    q->set_delta(delta);
+    Reply(r);
+    while (true) {
+      std::string msg;
+      std::vector<int> fds;
+      if (!ch_.Recv(&msg, &fds, error)) return *error = "the worker agent is gone", false;
+      v1::ExecRequest req;
+      if (!req.ParseFromString(msg)) {
+        for (int fd : fds) close(fd);
+        return *error = "a malformed message from the agent", false;
+      }
+      if (req.has_kv_reply() && req.kv_reply().id() == kv_seq_) {
+        *rep = req.kv_reply();
+        if (!rep->error().empty()) return *error = rep->error(), false;
+        return true;
+      }
+      if (req.has_kv_reply()) continue;  // a reply to an earlier request that gave up
+      pending_.push_back({std::move(msg), std::move(fds)});
+    }
   }
 
   // A task's memory request becomes this process's address-space limit (with
@@ -232,6 +325,8 @@ class Executor {
   }
 
   objects::Channel ch_;
+  uint64_t kv_seq_ = 0;
+  std::deque<std::pair<std::string, std::vector<int>>> pending_;  // received during a task's Kv()
   std::map<std::string, std::unique_ptr<LoadedPlan>> plans_;
   std::unique_ptr<Actor> actor_;
 };

@@ -46,6 +46,21 @@ v1::Resources FromPlan(const plan::v1::Resources& r) {
   return o;
 }
 
+// The host part of a node's address ("host:port", "[v6]:port", "unix:path"),
+// which the node's gang ranks bind and advertise for their collectives.
+std::string HostOf(const std::string& address) {
+  std::string host;
+  if (address.rfind("unix:", 0) == 0) return "127.0.0.1";
+  if (!address.empty() && address[0] == '[') {
+    host = address.substr(1, address.find(']') == std::string::npos ? std::string::npos : address.find(']') - 1);
+  } else {
+    size_t colon = address.rfind(':');
+    host = colon == std::string::npos ? address : address.substr(0, colon);
+  }
+  if (host.empty() || host == "0.0.0.0" || host == "::") return "127.0.0.1";
+  return host;
+}
+
 std::string Where(const plan::v1::Node& n) {
   const auto& s = n.source();
   return s.file() + ":" + std::to_string(s.line()) + ":" + std::to_string(s.column());
@@ -108,7 +123,9 @@ struct NodeState {
   uint32_t running = 0;
 };
 
-enum class TaskKind { kJob, kCall, kGroup, kActor };
+// kGang: a placeholder in the queue for all the kJob members of one gang
+// attempt (a multi-rank stage), which are placed together or not at all.
+enum class TaskKind { kJob, kCall, kGroup, kActor, kGang };
 
 struct TaskRec {
   uint64_t handle = 0;
@@ -119,10 +136,11 @@ struct TaskRec {
   std::vector<std::string> group_nodes;
   bool assigned = false;
   int64_t not_before_us = 0;
-  // kJob
+  // kJob / kGang
   std::string job;
   int stage = -1;
   uint32_t slot = 0;
+  std::vector<uint64_t> members;  // kGang: the member tasks, by slot
   // kCall
   Head::TaskDone done;
   uint32_t pending_deps = 0;
@@ -166,6 +184,14 @@ struct StageRun {
   std::set<std::string> nodes;
   int64_t started_ms = 0, finished_ms = 0;
   std::vector<std::string> ports;  // output port names
+  // A gang stage (train with workers > 1): its slots start, fail and restart together.
+  bool gang = false;
+  uint32_t gang_gen = 0;           // the current gang attempt
+  uint32_t gang_failures = 0, gang_losses = 0;
+  std::string progress;            // the latest live progress line
+  // The newest checkpoint the head holds (in its store and the run directory).
+  std::string ckpt_id;
+  int64_t ckpt_epoch = 0;
 };
 
 struct Job {
@@ -183,6 +209,8 @@ struct Job {
   std::condition_variable cv;
   int64_t started_ms = 0, finished_ms = 0;
   fs::path dir;
+  std::map<std::string, std::string> kv;  // gang rendezvous keys (scoped by the ranks with the gang's key)
+  size_t kv_bytes = 0;
 };
 
 struct ActorRec {
@@ -458,6 +486,7 @@ class Head::Impl : public v1::Head::Service {
       s.slots.resize(count);
       for (const auto& p : node.outputs()) s.ports.push_back(p.name());
       s.cacheable = node.cache().mode() == plan::v1::CachePolicy::ON;
+      for (const auto& r : node.roles()) s.gang = s.gang || (r.gang() && r.count() > 1);
     }
     for (int i = 0; i < n; ++i) {
       for (const auto& d : job->plan.nodes(i).deps()) {
@@ -506,11 +535,50 @@ class Head::Impl : public v1::Head::Service {
         s.cached_from.clear();
       }
     }
+    // A resumed run's unfinished stages continue from their last checkpoint.
+    if (!resumed_stages.empty())
+      for (int i = 0; i < n; ++i)
+        if (j->stages[static_cast<size_t>(i)].status == "pending") LoadCheckpointLocked(j, i);
     AdvanceLocked(j);
     lock.unlock();
     cv_.notify_all();
     *job_id = id;
     return true;
+  }
+
+  // The checkpoint a stage left in the run directory (latest.json), when it
+  // belongs to the same stage definition; into the head's store.
+  void LoadCheckpointLocked(Job* j, int i) {
+    StageRun& s = j->stages[static_cast<size_t>(i)];
+    fs::path dir = j->dir / "checkpoints" / s.node->name();
+    std::ifstream meta_in(dir / "latest.json");
+    if (!meta_in) return;
+    std::stringstream text;
+    text << meta_in.rdbuf();
+    auto meta = nlohmann::json::parse(text.str(), nullptr, false);
+    if (!meta.is_object() || !meta.contains("epoch") || !meta["epoch"].is_number_integer() || !meta.contains("file") ||
+        !meta["file"].is_string() || meta.value("content_hash", "") != s.node->content_hash())
+      return;
+    std::string file = meta["file"].get<std::string>();
+    if (file.find('/') != std::string::npos || file.find("..") != std::string::npos) return;
+    std::error_code ec;
+    uintmax_t size = fs::file_size(dir / file, ec);
+    std::ifstream in(dir / file, std::ios::binary);
+    std::string error;
+    auto buf = ec || !in ? nullptr : objects::Buffer::Create(size, &error);
+    if (!buf || (size > 0 && !in.read(reinterpret_cast<char*>(buf->mutable_data()), static_cast<std::streamsize>(size))))
+      return;
+    int64_t epoch = meta["epoch"].get<int64_t>();
+    std::string id = j->id + "/" + s.node->name() + "/__checkpoint/resumed." + std::to_string(epoch);
+    if (!store_->Put(id, std::move(buf), &error)) return;
+    ObjInfo& o = objs_[id];
+    o.size = size;
+    o.locations.insert(kHeadNode);
+    o.job = j->id;
+    o.stage = i;
+    s.ckpt_id = id;
+    s.ckpt_epoch = epoch;
+    Event(j, StageLabel(*s.node) + ": resuming from the checkpoint of epoch " + std::to_string(epoch));
   }
 
   // Loads a finished stage's persisted outputs into the head's store.
@@ -586,11 +654,61 @@ class Head::Impl : public v1::Head::Service {
     StageRun& s = j->stages[static_cast<size_t>(i)];
     s.status = "running";
     s.started_ms = NowMs();
-    for (uint32_t k = 0; k < s.slots.size(); ++k) QueueSlotLocked(j, i, k, 0);
+    if (s.gang) QueueGangLocked(j, i, 0);
+    else
+      for (uint32_t k = 0; k < s.slots.size(); ++k) QueueSlotLocked(j, i, k, 0);
     StageEventLocked(j, i);
   }
 
-  void QueueSlotLocked(Job* j, int i, uint32_t k, int64_t delay_ms) {
+  // One attempt of a gang: a task per slot, placed together through one queue
+  // entry (kGang), with the attempt's rendezvous key in every member's spec.
+  void QueueGangLocked(Job* j, int i, int64_t delay_ms) {
+    StageRun& s = j->stages[static_cast<size_t>(i)];
+    auto g = std::make_unique<TaskRec>();
+    g->handle = ++task_seq_;
+    g->kind = TaskKind::kGang;
+    g->job = j->id;
+    g->stage = i;
+    for (uint32_t k = 0; k < s.slots.size(); ++k) {
+      s.slots[k].attempt = s.gang_gen;
+      g->members.push_back(QueueSlotLocked(j, i, k, 0, /*enqueue=*/false));
+    }
+    g->req = tasks_[g->members[0]]->req;
+    g->req.id = std::to_string(g->handle);
+    g->req.count = static_cast<uint32_t>(g->members.size());
+    g->not_before_us = delay_ms > 0 ? MonoUs() + delay_ms * 1000 : 0;
+    queue_.push_back(g->handle);
+    tasks_[g->handle] = std::move(g);
+    dirty_ = true;
+  }
+
+  // A rank of a gang failed or lost its node. The other ranks cannot go on
+  // without it (their collectives would wait for it), so all of them stop and
+  // the gang starts again, from the stage's last checkpoint when there is one.
+  void RestartGangLocked(Job* j, int i, const std::string& what, bool retryable, bool loss, bool counted = true) {
+    StageRun& s = j->stages[static_cast<size_t>(i)];
+    const auto& node = *s.node;
+    uint32_t& count = loss ? s.gang_losses : s.gang_failures;
+    if (counted) count++;
+    uint32_t max = loss ? opt_.max_node_losses : node.retry().max_retries();
+    if (!retryable || count > max) {
+      return FailStageLocked(j, i, what + (count > 1 ? " (" + std::to_string(count) + " gang attempts)" : ""));
+    }
+    CancelStageTasksLocked(j, i);  // the other ranks; their results come back stale
+    for (auto& sl : s.slots) sl.done = false;
+    s.done = 0;
+    s.gang_gen++;
+    int64_t delay = 0;
+    if (!loss && node.retry().backoff_ms() > 0)
+      delay = std::min<int64_t>(node.retry().backoff_ms() << std::min<uint32_t>(count - 1, 16), 60000);
+    Event(j, what + "; restarting all " + std::to_string(s.slots.size()) + " ranks" +
+                 (s.ckpt_epoch > 0 ? " from the checkpoint of epoch " + std::to_string(s.ckpt_epoch) : " from the start") +
+                 (delay ? " in " + std::to_string(delay) + " ms" : ""));
+    QueueGangLocked(j, i, delay);
+    StageEventLocked(j, i);
+  }
+
+  uint64_t QueueSlotLocked(Job* j, int i, uint32_t k, int64_t delay_ms, bool enqueue = true) {
     StageRun& s = j->stages[static_cast<size_t>(i)];
     Slot& slot = s.slots[k];
     const auto& node = *s.node;
@@ -612,6 +730,7 @@ class Head::Impl : public v1::Head::Service {
     spec.set_plan_id(j->id);
     spec.set_node_index(static_cast<uint32_t>(i));
     spec.set_timeout_ms(node.timeout_ms());
+    if (s.gang) spec.set_gang(j->id + "/" + node.name() + "/" + std::to_string(s.gang_gen));
     for (const auto& port : s.ports) spec.add_output_ids(ObjectId(j, i, port, k));
     v1::Resources res;
     const plan::v1::Role* role = node.roles_size() ? &node.roles(0) : nullptr;
@@ -628,9 +747,11 @@ class Head::Impl : public v1::Head::Service {
     }
     t->not_before_us = delay_ms > 0 ? MonoUs() + delay_ms * 1000 : 0;
     slot.task_id = spec.task_id();
-    queue_.push_back(t->handle);
-    tasks_[t->handle] = std::move(t);
+    uint64_t h = t->handle;
+    if (enqueue) queue_.push_back(h);
+    tasks_[h] = std::move(t);
     dirty_ = true;
+    return h;
   }
 
   // Fills a job task's inputs with the current locations of its upstream
@@ -663,6 +784,20 @@ class Head::Impl : public v1::Head::Service {
           l->set_address(loc == kHeadNode ? address_ : nodes_[loc].info.address());
         }
       }
+    }
+    // A restarted stage gets its last checkpoint (held by the head, so it outlives any node).
+    const StageRun& s = j->stages[static_cast<size_t>(t->stage)];
+    auto c = s.ckpt_id.empty() ? objs_.end() : objs_.find(s.ckpt_id);
+    if (c != objs_.end() && c->second.locations.count(kHeadNode)) {
+      auto* ref = t->spec.add_inputs();
+      ref->set_field(ops::kCheckpointField);
+      ref->set_stage(s.node->name());
+      auto* sh = ref->add_shards();
+      sh->set_id(s.ckpt_id);
+      sh->set_size(c->second.size);
+      auto* l = sh->add_locations();
+      l->set_node_id(kHeadNode);
+      l->set_address(address_);
     }
     return true;
   }
@@ -740,6 +875,13 @@ class Head::Impl : public v1::Head::Service {
           }
           if (o->second.locations.empty()) RebuildLocked(r.lost_object());
         }
+        if (s.gang) {
+          // An input to fetch again is no fault of the gang's: not counted.
+          RestartGangLocked(j, t->stage, Where(*s.node) + ": " + StageLabel(*s.node) + ": rank " +
+                                             std::to_string(t->slot) + " lost an input",
+                            true, true, /*counted=*/false);
+          return;
+        }
         slot.attempt++;
         QueueSlotLocked(j, t->stage, t->slot, 0);
         return;
@@ -758,6 +900,12 @@ class Head::Impl : public v1::Head::Service {
     s.failures++;
     const auto& node = *s.node;
     uint32_t max = node.retry().max_retries();
+    if (s.gang) {
+      return RestartGangLocked(j, t->stage,
+                               Where(node) + ": " + StageLabel(node) + ": rank " + std::to_string(t->slot) +
+                                   " (gang attempt " + std::to_string(s.gang_gen + 1) + ") failed: " + r.error(),
+                               r.retryable(), false);
+    }
     std::string what = Where(node) + ": " + StageLabel(node) + ": task " + std::to_string(t->slot) + " attempt " +
                        std::to_string(slot.attempt + 1) + " failed: " + r.error();
     if (r.retryable() && slot.failures <= max) {
@@ -801,7 +949,8 @@ class Head::Impl : public v1::Head::Service {
   void CancelStageTasksLocked(Job* j, int i) {
     for (auto it = queue_.begin(); it != queue_.end();) {
       TaskRec* t = FindTaskLocked(*it);
-      if (t && t->kind == TaskKind::kJob && t->job == j->id && t->stage == i) {
+      if (t && (t->kind == TaskKind::kJob || t->kind == TaskKind::kGang) && t->job == j->id && t->stage == i) {
+        for (uint64_t m : t->members) tasks_.erase(m);
         tasks_.erase(*it);
         it = queue_.erase(it);
       } else {
@@ -835,9 +984,21 @@ class Head::Impl : public v1::Head::Service {
     } else if (s.persisted) {
       return;  // the head holds a copy
     }
-    slot.attempt++;
     slot.losses++;
     s.losses++;
+    if (s.gang) {  // one rank cannot run alone: the whole gang runs again (its outputs are rewritten)
+      s.gang_gen++;
+      for (auto& sl : s.slots) sl.done = false;
+      s.done = 0;
+      s.computed = false;
+      s.status = "running";
+      Event(j, Where(*s.node) + ": " + StageLabel(*s.node) + ": running the gang again for output " +
+                   std::to_string(o->second.slot) + " (its node is gone)");
+      QueueGangLocked(j, o->second.stage, 0);
+      StageEventLocked(j, o->second.stage);
+      return;
+    }
+    slot.attempt++;
     Event(j, Where(*s.node) + ": " + StageLabel(*s.node) + ": rebuilding shard " + std::to_string(o->second.slot) +
                  " from lineage (its node is gone)");
     QueueSlotLocked(j, o->second.stage, o->second.slot, 0);
@@ -944,6 +1105,8 @@ class Head::Impl : public v1::Head::Service {
     st->set_failures(s.failures);
     st->set_node_losses(s.losses);
     st->set_error(s.error);
+    if (s.status == "running") st->set_progress(s.progress);
+    st->set_checkpoint_epoch(s.ckpt_epoch);
     for (const auto& n : s.nodes) st->add_nodes(n);
     st->set_started_ms(s.started_ms);
     st->set_finished_ms(s.finished_ms);
@@ -1060,11 +1223,94 @@ class Head::Impl : public v1::Head::Service {
 
   static constexpr uint64_t kTextOutputBytes = 1 << 20;  // outputs up to this size also as CSV/JSON
 
+  // Copies the oldest noted checkpoint into the head's store and the run
+  // directory (checkpoints/STAGE/epoch-N.ckpt, latest.json), keeping the
+  // newest `checkpoint.keep` files; then restarts of the stage use it.
+  void PersistCheckpoint(std::unique_lock<std::mutex>& lock) {
+    CkptItem c = ckpt_queue_.front();
+    ckpt_queue_.pop_front();
+    Job* j = FindJobLocked(c.job);
+    auto o = objs_.find(c.id);
+    if (!j || o == objs_.end() || o->second.locations.empty()) return;
+    StageRun& s = j->stages[static_cast<size_t>(c.stage)];
+    std::string address;
+    bool at_head = o->second.locations.count(kHeadNode) > 0;
+    if (!at_head) address = nodes_[*o->second.locations.begin()].info.address();
+    uint64_t size = o->second.size;
+    fs::path dir = j->dir / "checkpoints" / s.node->name();
+    std::string hash = s.node->content_hash();
+    int64_t keep = 2;
+    for (const auto& a : s.node->args())
+      if (a.name() == "checkpoint" && a.value().has_map())
+        for (const auto& e : a.value().map().entries())
+          if (e.name() == "keep" && e.value().has_int_value()) keep = std::max<int64_t>(1, e.value().int_value());
+    lock.unlock();
+    std::string error;
+    bool ok = at_head || store_->Contains(c.id) || objects_.Pull(address, c.id, size, store_.get(), &error);
+    auto buf = ok ? store_->Get(c.id, &error) : nullptr;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    std::string file = "epoch-" + std::to_string(c.epoch) + ".ckpt";
+    if (buf) {
+      std::ofstream out(dir / file, std::ios::binary | std::ios::trunc);
+      out.write(reinterpret_cast<const char*>(buf->data()), static_cast<std::streamsize>(buf->size()));
+      ok = static_cast<bool>(out);
+      if (!ok) error = "cannot write " + (dir / file).string();
+    } else {
+      ok = false;
+    }
+    if (ok) {
+      nlohmann::json meta = {{"epoch", c.epoch}, {"file", file}, {"content_hash", hash}, {"size", size}};
+      std::ofstream(dir / "latest.json.tmp", std::ios::trunc) << meta.dump() << "\n";
+      fs::rename(dir / "latest.json.tmp", dir / "latest.json", ec);
+      // Older files beyond `keep`.
+      std::vector<std::pair<int64_t, fs::path>> files;
+      for (const auto& e : fs::directory_iterator(dir, ec)) {
+        std::string name = e.path().filename().string();
+        if (name.rfind("epoch-", 0) == 0 && e.path().extension() == ".ckpt")
+          files.emplace_back(std::strtoll(name.c_str() + 6, nullptr, 10), e.path());
+      }
+      std::sort(files.begin(), files.end());
+      for (size_t i = 0; i + static_cast<size_t>(keep) < files.size(); ++i) fs::remove(files[i].second, ec);
+    }
+    lock.lock();
+    j = FindJobLocked(c.job);
+    if (!j) return;
+    StageRun& st = j->stages[static_cast<size_t>(c.stage)];
+    if (!ok) {
+      Event(j, StageLabel(*st.node) + ": could not keep the checkpoint of epoch " + std::to_string(c.epoch) + ": " + error);
+      return;
+    }
+    auto oi = objs_.find(c.id);
+    if (oi == objs_.end()) return;
+    oi->second.locations.insert(kHeadNode);
+    if (c.epoch <= st.ckpt_epoch) return;
+    if (!st.ckpt_id.empty()) {  // the previous checkpoint is no longer needed anywhere
+      auto old = objs_.find(st.ckpt_id);
+      if (old != objs_.end()) {
+        for (const auto& n : old->second.locations) {
+          auto nit = nodes_.find(n);
+          if (n != kHeadNode && nit != nodes_.end() && nit->second.alive)
+            SendLocked(nit->second, [&](v1::ToWorker* m) { m->add_free_objects(old->first); });
+        }
+        objs_.erase(old);
+      }
+      store_->Delete(st.ckpt_id);
+    }
+    st.ckpt_id = c.id;
+    st.ckpt_epoch = c.epoch;
+    if (st.status == "running") StageEventLocked(j, c.stage);
+  }
+
   void PersistLoop() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopped_) {
-      persist_cv_.wait(lock, [&] { return stopped_ || !persist_queue_.empty(); });
+      persist_cv_.wait(lock, [&] { return stopped_ || !persist_queue_.empty() || !ckpt_queue_.empty(); });
       if (stopped_) break;
+      if (!ckpt_queue_.empty()) {
+        PersistCheckpoint(lock);
+        continue;
+      }
       auto [job_id, stage] = persist_queue_.front();
       persist_queue_.pop_front();
       Job* j = FindJobLocked(job_id);
@@ -1510,6 +1756,14 @@ class Head::Impl : public v1::Head::Service {
       TaskRec* t = FindTaskLocked(h);
       if (!t) continue;
       if (t->not_before_us > now || (t->kind == TaskKind::kJob && !FillInputsLocked(t))) continue;
+      if (t->kind == TaskKind::kGang) {
+        bool ok = true;
+        for (uint64_t m : t->members) {
+          TaskRec* mt = FindTaskLocked(m);
+          ok = ok && mt && FillInputsLocked(mt);
+        }
+        if (!ok) continue;
+      }
       if (t->req.count > 1) gang_waiting = true;
       window.push_back(t->req);
       handles.push_back(h);
@@ -1561,6 +1815,16 @@ class Head::Impl : public v1::Head::Service {
   void AssignLocked(TaskRec* t, const std::vector<std::string>& node_ids, std::vector<std::function<void()>>* after) {
     if (!t || node_ids.empty()) return;
     t->assigned = true;
+    if (t->kind == TaskKind::kGang) {
+      for (size_t k = 0; k < t->members.size() && k < node_ids.size(); ++k) {
+        TaskRec* m = FindTaskLocked(t->members[k]);
+        if (!m) continue;
+        m->spec.set_node_host(HostOf(nodes_[node_ids[k]].info.address()));
+        AssignLocked(m, {node_ids[k]}, after);
+      }
+      tasks_.erase(t->handle);
+      return;
+    }
     if (t->kind == TaskKind::kGroup) {
       t->group_nodes = node_ids;
       for (const auto& n : node_ids) {
@@ -1618,9 +1882,10 @@ class Head::Impl : public v1::Head::Service {
 
   void InfeasibleLocked(TaskRec* t, const std::string& message, std::vector<std::function<void()>>* after) {
     if (!t) return;
-    if (t->kind == TaskKind::kJob) {
+    if (t->kind == TaskKind::kJob || t->kind == TaskKind::kGang) {
       Job* j = FindJobLocked(t->job);
       uint64_t h = t->handle;
+      for (uint64_t m : t->members) tasks_.erase(m);
       if (j) FailStageLocked(j, t->stage, Where(*j->stages[static_cast<size_t>(t->stage)].node) + ": " + message);
       tasks_.erase(h);
     } else if (t->kind == TaskKind::kCall) {
@@ -1762,8 +2027,33 @@ class Head::Impl : public v1::Head::Service {
           break;
         }
       }
+      if (msg.kv_size() > 0) {
+        std::vector<v1::KvReply> replies;
+        for (const auto& q : msg.kv()) replies.push_back(KvLocked(node_id, q));
+        SendLocked(n, [&](v1::ToWorker* m) {
+          for (auto& r : replies) *m->add_kv_replies() = std::move(r);
+        });
+      }
+      for (const auto& c : msg.checkpoints()) OnCheckpointLocked(node_id, c);
       for (const auto& l : msg.logs()) {
         if (!jobs_.count(l.job_id())) continue;
+        if (l.kind() != v1::LogLine::LOG) {
+          Job* j = FindJobLocked(l.job_id());
+          auto si = j->index.find(l.stage());
+          if (j->status == "running" && si != j->index.end()) {
+            StageRun& st = j->stages[static_cast<size_t>(si->second)];
+            if (l.kind() == v1::LogLine::PROGRESS) {
+              if (st.status == "running") {
+                st.progress = l.line().substr(0, 512);
+                v1::JobEvent e;
+                FillStageLocked(j, si->second, e.mutable_stage());
+                PushEventLocked(j, std::move(e));
+              }
+              continue;  // live state, not a log line
+            }
+            Event(j, StageLabel(*st.node) + ": " + l.line().substr(0, 1024));
+          }
+        }
         state::LogLine line;
         line.run_id = l.job_id();
         line.stage = l.stage();
@@ -1780,6 +2070,75 @@ class Head::Impl : public v1::Head::Service {
     for (auto& f : after) f();
     for (auto& r : rows) db_->RecordTask(r);
     if (!logs.empty()) db_->AppendLogs(logs);
+  }
+
+  // The rendezvous store of gang ranks: only a task running on the asking
+  // node may use it, and only its own job's keys; sizes are bounded.
+  v1::KvReply KvLocked(const std::string& node_id, const v1::KvRequest& q) {
+    v1::KvReply r;
+    r.set_id(q.id());
+    r.set_task_id(q.task_id());
+    auto rit = running_.find(q.task_id());
+    TaskRec* t = rit == running_.end() ? nullptr : FindTaskLocked(rit->second);
+    Job* j = t && t->kind == TaskKind::kJob && t->node == node_id ? FindJobLocked(t->job) : nullptr;
+    if (!j || j->status != "running") {
+      r.set_error("the store answers only tasks of a running job");
+      return r;
+    }
+    if (q.key().empty() || q.key().size() > 1024 || q.value().size() > (1u << 20)) {
+      r.set_error("a store key must have 1-1024 bytes and a value at most 1 MiB");
+      return r;
+    }
+    auto put = [&](std::string v) {
+      auto it = j->kv.find(q.key());
+      size_t old = it == j->kv.end() ? 0 : q.key().size() + it->second.size();
+      if (j->kv_bytes - old + q.key().size() + v.size() > (64u << 20)) {
+        r.set_error("the job's store is full (64 MiB)");
+        return false;
+      }
+      j->kv_bytes = j->kv_bytes - old + q.key().size() + v.size();
+      j->kv[q.key()] = std::move(v);
+      return true;
+    };
+    switch (q.op()) {
+      case v1::KvRequest::SET: put(q.value()); break;
+      case v1::KvRequest::GET: {
+        auto it = j->kv.find(q.key());
+        r.set_found(it != j->kv.end());
+        if (it != j->kv.end()) r.set_value(it->second);
+        break;
+      }
+      case v1::KvRequest::ADD: {
+        auto it = j->kv.find(q.key());
+        int64_t v = it == j->kv.end() ? 0 : std::strtoll(it->second.c_str(), nullptr, 10);
+        v += q.delta();
+        if (put(std::to_string(v))) r.set_number(v);
+        break;
+      }
+      default: r.set_error("unknown store operation");
+    }
+    return r;
+  }
+
+  // A running task stored a checkpoint on its node: the head copies it to its
+  // own store and the run directory (PersistLoop), then hands it to restarts.
+  void OnCheckpointLocked(const std::string& node_id, const v1::CheckpointNote& c) {
+    auto rit = running_.find(c.task_id());
+    TaskRec* t = rit == running_.end() ? nullptr : FindTaskLocked(rit->second);
+    Job* j = t && t->kind == TaskKind::kJob && t->node == node_id ? FindJobLocked(t->job) : nullptr;
+    if (!j || j->status != "running") return;
+    StageRun& s = j->stages[static_cast<size_t>(t->stage)];
+    std::string prefix = j->id + "/" + s.node->name() + "/__checkpoint/";
+    if (c.object().id().rfind(prefix, 0) != 0 || c.object().size() > kMaxObjectBytes || c.epoch() <= s.ckpt_epoch)
+      return;
+    ObjInfo& o = objs_[c.object().id()];
+    o.size = c.object().size();
+    o.locations.insert(node_id);
+    o.job = j->id;
+    o.stage = t->stage;
+    o.slot = t->slot;
+    ckpt_queue_.push_back({j->id, t->stage, c.object().id(), c.epoch()});
+    persist_cv_.notify_all();
   }
 
   // `after` collects callbacks (of actors and their calls) to run once the lock is released.
@@ -1827,7 +2186,12 @@ class Head::Impl : public v1::Head::Service {
             row.error = "node " + node_id + " lost: " + why;
             row.finished_ms = NowMs();
             db_writes_.push_back([this, row] { db_->RecordTask(row); });
-            if (slot.losses > opt_.max_node_losses) {
+            if (s.gang) {
+              RestartGangLocked(j, t->stage,
+                                Where(*s.node) + ": " + StageLabel(*s.node) + ": rank " + std::to_string(t->slot) +
+                                    " lost its node " + node_id,
+                                true, true);
+            } else if (slot.losses > opt_.max_node_losses) {
               FailStageLocked(j, t->stage,
                               Where(*s.node) + ": " + StageLabel(*s.node) + ": task " + std::to_string(t->slot) +
                                   " lost its node " + std::to_string(slot.losses) + " times");
@@ -1887,6 +2251,13 @@ class Head::Impl : public v1::Head::Service {
   std::map<std::string, std::string> submissions_;
   std::map<std::string, std::unique_ptr<ActorRec>> actors_;
   std::deque<std::pair<std::string, int>> persist_queue_;
+  struct CkptItem {
+    std::string job;
+    int stage;
+    std::string id;
+    int64_t epoch;
+  };
+  std::deque<CkptItem> ckpt_queue_;
   std::vector<std::function<void()>> db_writes_;
   std::thread loop_, persister_;
 };

@@ -38,7 +38,25 @@ struct TaskContext {
   std::function<bool()> cancelled;                 // poll in long loops / sleeps
   std::function<void(std::string_view)> log;       // one line for `mlpc logs`
   const KernelProgram* kernels = nullptr;          // built once per plan by the executor (may be null)
+
+  // Gangs (multi-rank stages). `gang` scopes this attempt's rendezvous keys
+  // (the same for every rank of one attempt, new on each restart); `node_host`
+  // is the host this process's node is reached at.
+  std::string gang, node_host;
+  // The job's key-value store at the head (null outside a cluster). kv_get
+  // does not wait: `found` says whether the key is there yet.
+  std::function<bool(const std::string& key, const std::string& value, std::string* error)> kv_set;
+  std::function<bool(const std::string& key, std::string* value, bool* found, std::string* error)> kv_get;
+  std::function<bool(const std::string& key, int64_t delta, int64_t* sum, std::string* error)> kv_add;
+  // Stores a checkpoint with the head, which hands it back (input `__checkpoint`)
+  // when the stage restarts; false with `error` when it could not be stored.
+  std::function<bool(int64_t epoch, const std::string& bytes, std::string* error)> checkpoint;
+  std::function<void(std::string_view)> progress;  // the stage's live progress line (latest wins)
+  std::function<void(std::string_view)> warn;      // a warning the user sees in `mlpc run`
 };
+
+// The input field that carries a restarted stage's last checkpoint.
+inline constexpr const char* kCheckpointField = "__checkpoint";
 
 struct Output {
   std::string name;

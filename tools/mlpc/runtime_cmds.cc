@@ -247,9 +247,21 @@ class Progress {
     if (e.has_stage()) {
       const auto& s = e.stage();
       bool changed = !stages_.count(s.stage()) || stages_[s.stage()].status() != s.status();
+      bool new_ckpt = stages_.count(s.stage()) && s.checkpoint_epoch() > stages_[s.stage()].checkpoint_epoch();
       if (!stages_.count(s.stage())) order_.push_back(s.stage());
       stages_[s.stage()] = s;
       if (tty_) return Redraw();
+      if (new_ckpt && !changed) {
+        std::cout << "[" << Clock(e.ts_ms()) << "] " << s.stage() << ": checkpoint of epoch " << s.checkpoint_epoch()
+                  << std::endl;
+      }
+      // Live progress as plain lines: at most one per stage every 5 s.
+      if (!changed && !s.progress().empty() && s.progress() != shown_[s.stage()] &&
+          e.ts_ms() - last_ms_[s.stage()] >= 5000) {
+        shown_[s.stage()] = s.progress();
+        last_ms_[s.stage()] = e.ts_ms();
+        std::cout << "[" << Clock(e.ts_ms()) << "] " << s.stage() << ": " << s.progress() << std::endl;
+      }
       if (changed) {
         std::string line = "[" + Clock(e.ts_ms()) + "] " + s.stage() + ": " + s.status();
         if (s.status() == "running" || s.status() == "succeeded")
@@ -286,6 +298,7 @@ class Progress {
       std::cout << "  " << mark << " " << name << "  " << s.tasks_done() << "/" << s.tasks_total() << " tasks";
       if (s.failures()) std::cout << ", " << s.failures() << " failed attempts";
       if (s.node_losses()) std::cout << ", " << s.node_losses() << " lost with a node";
+      if (s.status() == "running" && !s.progress().empty()) std::cout << "  " << s.progress();
       std::cout << "\n";
     }
     std::cout.flush();
@@ -297,6 +310,8 @@ class Progress {
   int drawn_ = 0;
   std::vector<std::string> order_;
   std::map<std::string, v1::StageState> stages_;
+  std::map<std::string, std::string> shown_;  // the progress line last printed (plain mode)
+  std::map<std::string, int64_t> last_ms_;
 };
 
 nlohmann::json ReportJson(const v1::JobReport& r, int exit_code) {
