@@ -384,9 +384,7 @@ TEST(train, SubmissionRejectsWhatThisVersionDoesNotRun) {
   Register(reg);
   std::string why;
   plan::v1::Plan p = testing::CompilePlan(Pipeline("  model = mlp(classes: 3)\n  workers = 2\n"));
-  EXPECT_FALSE(reg.CanRun(NodeOf(p, "t"), &why));
-  EXPECT_NE(why.find("`workers = 2`: data-parallel training (DDP over Gloo) is not implemented yet"), std::string::npos)
-      << why;
+  EXPECT_TRUE(reg.CanRun(NodeOf(p, "t"), &why)) << why;  // data-parallel: tests/ddp_test.cc
   p = testing::CompilePlan(Pipeline("  model = load(path: \"m.pt\")\n"));
   EXPECT_FALSE(reg.CanRun(NodeOf(p, "t"), &why));
   EXPECT_NE(why.find("model `load` has no runtime implementation yet"), std::string::npos) << why;
@@ -477,14 +475,6 @@ TEST(train, MlpcRunTrainsAndStoresModelAndMetrics) {
   auto logs = testing::RunMlpc({"logs", rep["run_id"], "--run-root", root});
   EXPECT_NE(logs.out.find("epoch 2/2: loss "), std::string::npos) << logs.out << logs.err;
 
-  // workers > 1 fails at submission, before anything runs.
-  std::string two = testing::ReadFile(std::string(MLP_SOURCE_DIR) + "/tests/runtime/train_synthetic.mlp");
-  two.replace(two.find("batch_size = 32"), 15, "batch_size = 32\n  workers = 2");
-  testing::WriteFile(d.File("two.mlp"), two);
-  auto bad = testing::RunMlpc({"run", d.File("two.mlp"), "--run-root", root, "--cpus", "2"});
-  EXPECT_NE(bad.exit_code, 0);
-  EXPECT_NE(bad.err.find("data-parallel training (DDP over Gloo) is not implemented yet"), std::string::npos)
-      << bad.err;
 }
 
 }  // namespace

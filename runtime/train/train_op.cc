@@ -4,9 +4,11 @@
 #include "runtime/train/train_op.h"
 
 #include <dlfcn.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -177,21 +179,25 @@ bool ConfigFromNode(const pb::Node& node, TrainConfig* cfg, std::string* error) 
     if (r.name() == "rank") cpu_milli = r.resources().cpu_milli();
   }
   cfg->threads = static_cast<int>(std::clamp<int64_t>((cpu_milli + 500) / 1000, 1, 256));
+  if (const pb::Value* v = Field(node, "checkpoint"); v && v->kind_case() == pb::Value::kMap) {
+    for (const auto& e : v->map().entries()) {
+      if (e.name() != "every") continue;
+      if (e.value().kind_case() != pb::Value::kIntValue || e.value().int_value() < 1) {
+        return *error = "`checkpoint.every` must be an int >= 1", false;
+      }
+      cfg->checkpoint_every = e.value().int_value();
+    }
+  }
+  int64_t workers = 1;
+  if (!NodeInt(node, "workers", &workers, error)) return false;
+  if (workers < 1 || workers > 1024) return *error = "`workers` must be in 1..1024", false;
+  cfg->dist.world = static_cast<int>(workers);
   return true;
 }
 
 bool CheckNode(const pb::Node& node, std::string* why) {
   TrainConfig cfg;
-  if (!ConfigFromNode(node, &cfg, why)) return false;
-  int64_t workers = 1;
-  if (!NodeInt(node, "workers", &workers, why)) return false;
-  if (workers != 1) {
-    *why = "`workers = " + std::to_string(workers) +
-           "`: data-parallel training (DDP over Gloo) is not implemented yet; this version trains on one rank, "
-           "so set `workers = 1`";
-    return false;
-  }
-  return true;
+  return ConfigFromNode(node, &cfg, why);
 }
 
 bool ViewTable(const ops::Table& t, DataView* view, DataStorage* st, std::string* error) {
@@ -287,26 +293,55 @@ ops::TaskResult Error(std::string msg, bool retryable) {
   return r;
 }
 
-// Every shard of input `field` as one table (the empty table when there is no such input).
-bool ReadInput(ops::TaskContext& ctx, std::string_view field, bool* present, ops::Table* out, std::string* error) {
+// Rank `rank` of `world`'s part of input `field`, as one table (the empty
+// table when there is no such input): with at least as many shards as ranks,
+// shards rank, rank + world, ...; with fewer, an even slice of the rows.
+bool ReadInput(ops::TaskContext& ctx, std::string_view field, uint32_t rank, uint32_t world, bool* present,
+               ops::Table* out, std::string* error) {
   *present = false;
   for (const auto& in : ctx.inputs) {
     if (in.field != field) continue;
     *present = true;
-    std::vector<ops::Table> parts(in.shards.size());
+    bool by_shard = in.shards.size() >= world;
+    std::vector<size_t> pick;
+    for (size_t k = 0; k < in.shards.size(); ++k)
+      if (!by_shard || k % world == rank) pick.push_back(k);
+    std::vector<ops::Table> parts(pick.size());
     std::string what = "`" + std::string(field) + "` (" + in.stage + (in.output.empty() ? "" : "." + in.output) + ")";
-    for (size_t k = 0; k < parts.size(); ++k) {
-      const ops::Shard& s = in.shards[k];
+    for (size_t i = 0; i < pick.size(); ++i) {
+      const ops::Shard& s = in.shards[pick[i]];
       std::string why;
-      if (!ops::Parse(std::string_view(reinterpret_cast<const char*>(s.data), s.size), &parts[k], &why)) {
-        return *error = what + ", shard " + std::to_string(k) + ": " + why, false;
+      if (!ops::Parse(std::string_view(reinterpret_cast<const char*>(s.data), s.size), &parts[i], &why)) {
+        return *error = what + ", shard " + std::to_string(pick[i]) + ": " + why, false;
       }
     }
     std::string why;
     if (!ops::Concat(parts, out, &why)) return *error = what + ": " + why, false;
+    if (!by_shard && world > 1) {
+      uint64_t rows = out->rows(), begin = rows * rank / world, end = rows * (rank + 1) / world;
+      *out = ops::Slice(*out, begin, end);
+    }
     return true;
   }
   return true;
+}
+
+// The checkpoint a restarted task was given (input `__checkpoint`), or empty.
+std::string_view CheckpointInput(const ops::TaskContext& ctx) {
+  for (const auto& in : ctx.inputs)
+    if (in.field == ops::kCheckpointField && in.shards.size() == 1)
+      return std::string_view(reinterpret_cast<const char*>(in.shards[0].data), in.shards[0].size);
+  return {};
+}
+
+// MLPC_TEST_KILL_RANK=RANK:EPOCH:BATCH (tests only): that rank's process kills
+// itself with SIGKILL at that batch of the gang's first attempt, as a crash would.
+bool KillPointReached(const ops::TaskContext& ctx, const BatchProgress& p) {
+  static const char* spec = std::getenv("MLPC_TEST_KILL_RANK");
+  if (!spec || ctx.attempt != 0) return false;
+  long r = -1, e = -1, b = -1;
+  if (std::sscanf(spec, "%ld:%ld:%ld", &r, &e, &b) != 3) return false;
+  return r == static_cast<long>(ctx.index) && e == p.epoch && b == p.batch;
 }
 
 std::string ReadFile(const char* path) {
@@ -321,19 +356,20 @@ ops::TaskResult RunTrain(ops::TaskContext& ctx) {
   auto log = [&](const std::string& line) {
     if (ctx.log) ctx.log(line);
   };
-  if (ctx.count != 1 || ctx.index != 0) {
-    return Error("this version trains on one rank, but this task is rank " + std::to_string(ctx.index) + " of " +
-                     std::to_string(ctx.count),
-                 false);
-  }
   TrainConfig cfg;
   std::string error;
   if (!ConfigFromNode(*ctx.node, &cfg, &error)) return Error(error, false);
+  if (ctx.count != static_cast<uint32_t>(cfg.dist.world) || ctx.index >= ctx.count) {
+    return Error("the stage has " + std::to_string(cfg.dist.world) + " workers, but this task is " +
+                     std::to_string(ctx.index) + " of " + std::to_string(ctx.count),
+                 false);
+  }
+  const uint32_t rank = ctx.index, world = ctx.count;
   ops::Table train_t, val_t;
   bool has_train = false, has_val = false;
-  if (!ReadInput(ctx, "data", &has_train, &train_t, &error)) return Error(error, false);
+  if (!ReadInput(ctx, "data", rank, world, &has_train, &train_t, &error)) return Error(error, false);
   if (!has_train) return Error("the runtime gave no `data` input", false);
-  if (!ReadInput(ctx, "validate", &has_val, &val_t, &error)) return Error(error, false);
+  if (!ReadInput(ctx, "validate", rank, world, &has_val, &val_t, &error)) return Error(error, false);
   DataView train_v, val_v;
   DataStorage train_s, val_s;
   if (!ViewTable(train_t, &train_v, &train_s, &error)) return Error("`data`: " + error, false);
@@ -343,24 +379,62 @@ ops::TaskResult RunTrain(ops::TaskContext& ctx) {
   const TrainerApi* api = LoadTrainer(&error);
   if (!api) return Error(error, false);
   std::string blas = ReferenceBlas(ReadFile("/proc/self/maps"));
-  if (!blas.empty()) {
-    log("warning: LibTorch uses the reference BLAS (" + blas +
-        "), which trains about 10x slower; install libopenblas0-openmp (or -pthread)");
+  if (!blas.empty() && rank == 0) {
+    std::string w = "LibTorch uses the reference BLAS (" + blas +
+                    "), which trains about 10x slower; install libopenblas0-openmp (or -pthread)";
+    if (ctx.warn) ctx.warn("warning: " + w);
+    else log("warning: " + w);
   }
-  log("train: " + cfg.model.arch + " on " + std::to_string(train_v.rows) + " rows" +
-      (has_val ? " (" + std::to_string(val_v.rows) + " for validation)" : "") + ", " + std::to_string(cfg.epochs) +
-      " epochs, batch " + std::to_string(cfg.batch_size) + ", " + std::to_string(cfg.threads) + " threads");
+  log("train: rank " + std::to_string(rank) + " of " + std::to_string(world) + ": " + cfg.model.arch + " on " +
+      std::to_string(train_v.rows) + " rows" + (has_val ? " (" + std::to_string(val_v.rows) + " for validation)" : "") +
+      ", " + std::to_string(cfg.epochs) + " epochs, batch " + std::to_string(cfg.batch_size) + ", " +
+      std::to_string(cfg.threads) + " threads");
+  cfg.dist.rank = static_cast<int>(rank);
+  if (!ctx.node_host.empty()) cfg.dist.host = ctx.node_host;
+  if (world > 1) {
+    if (!ctx.kv_set || ctx.gang.empty()) return Error("data-parallel training needs a cluster run (no gang store)", false);
+    std::string prefix = ctx.gang + "/";
+    cfg.dist.set = [&ctx, prefix](const std::string& k, const std::string& v, std::string* e) {
+      return ctx.kv_set(prefix + k, v, e);
+    };
+    cfg.dist.get = [&ctx, prefix](const std::string& k, std::string* v, bool* f, std::string* e) {
+      return ctx.kv_get(prefix + k, v, f, e);
+    };
+    cfg.dist.add = [&ctx, prefix](const std::string& k, int64_t d, int64_t* sum, std::string* e) {
+      return ctx.kv_add(prefix + k, d, sum, e);
+    };
+  }
+  cfg.resume = CheckpointInput(ctx);
   TrainHooks hooks;
   hooks.log = [&](std::string_view line) { log(std::string(line)); };
   hooks.cancelled = ctx.cancelled;
+  auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  hooks.progress = [&](const BatchProgress& p) {
+    if (KillPointReached(ctx, p)) raise(SIGKILL);
+    auto now = std::chrono::steady_clock::now();
+    if (rank != 0 || !ctx.progress || (now - last < std::chrono::milliseconds(500) && p.batch != p.batches)) return;
+    last = now;
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "epoch %lld/%lld batch %lld/%lld loss %.4f %.0f samples/s",
+                  static_cast<long long>(p.epoch), static_cast<long long>(p.epochs), static_cast<long long>(p.batch),
+                  static_cast<long long>(p.batches), p.loss, p.samples_per_s);
+    ctx.progress(buf);
+  };
+  if (ctx.checkpoint) {
+    hooks.checkpoint = [&](int64_t epoch, const std::string& bytes, std::string* e) {
+      return ctx.checkpoint(epoch, bytes, e);
+    };
+  }
   TrainResult r = api->train(cfg, train_v, has_val ? &val_v : nullptr, hooks);
-  if (!r.ok) return Error(r.error, false);
+  if (!r.ok) return Error(r.error, r.retryable);
   ops::TaskResult res;
   for (const auto& port : ctx.node->outputs()) {
     if (port.name() == "model") {
-      res.outputs.push_back({port.name(), std::move(r.model)});
+      res.outputs.push_back({port.name(), std::move(r.model)});  // rank 0's; empty on the others
     } else if (port.name() == "metrics") {
-      res.outputs.push_back({port.name(), ops::Serialize(MetricsTable(r.epochs))});
+      // The metrics are over all ranks; rank 0 reports them, the others an empty table.
+      res.outputs.push_back(
+          {port.name(), ops::Serialize(MetricsTable(rank == 0 ? r.epochs : std::vector<EpochMetrics>{}))});
     } else {
       return Error("unknown output `" + port.name() + "`", false);
     }
@@ -412,10 +486,10 @@ const TrainerApi* LoadTrainer(std::string* error) {
       continue;
     }
     using Entry = const TrainerApi* (*)();
-    auto entry = reinterpret_cast<Entry>(dlsym(h, "mlp_trainer_api_v1"));
+    auto entry = reinterpret_cast<Entry>(dlsym(h, "mlp_trainer_api_v2"));
     const TrainerApi* a = entry ? entry() : nullptr;
-    if (!a || a->version != 1 || !a->train) {
-      tried += "\n  " + path + ": not a version-1 trainer plugin";
+    if (!a || a->version != 2 || !a->train) {
+      tried += "\n  " + path + ": not a version-2 trainer plugin";
       continue;
     }
     return api = a;

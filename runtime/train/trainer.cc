@@ -1,14 +1,20 @@
 // The trainer plugin: models from the stdlib on the LibTorch C++ frontend, the
 // training loop, and model archives. The only file that includes torch; its
-// one exported symbol is mlp_trainer_api_v1 (see trainer.h).
+// one exported symbol is mlp_trainer_api_v2 (see trainer.h).
 #include <torch/torch.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#ifdef MLP_WITH_CUDA
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <chrono>
 #include <cmath>
+#include <thread>
 #include <limits>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -25,6 +31,148 @@ using Json = nlohmann::json;
 struct TrainError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// A failure of the gang rather than of the input (a peer died, the rendezvous
+// timed out): a restart of the gang can succeed.
+struct CommError : TrainError {
+  using TrainError::TrainError;
+};
+
+// The first line of an exception's message (LibTorch appends a C++ backtrace).
+std::string FirstLine(std::string m) {
+  if (auto nl = m.find("\nException raised from"); nl != std::string::npos) m.resize(nl);
+  return m;
+}
+
+// ---- data-parallel communication
+
+// c10d's store interface over the DistSpec's callbacks (the job's store at the
+// head). Gloo's rendezvous needs set, get (waiting) and wait; add is there for
+// completeness. Waiting polls, because the head's store does not block.
+class HookStore : public c10d::Store {
+ public:
+  explicit HookStore(const DistSpec& d) : Store(std::chrono::milliseconds(d.timeout_ms)), d_(d) {}
+
+  void set(const std::string& key, const std::vector<uint8_t>& value) override {
+    std::string error;
+    if (!d_.set(key, std::string(value.begin(), value.end()), &error)) throw CommError("rendezvous: " + error);
+  }
+  std::vector<uint8_t> get(const std::string& key) override {
+    std::string v = Wait(key, timeout_);
+    return std::vector<uint8_t>(v.begin(), v.end());
+  }
+  int64_t add(const std::string& key, int64_t delta) override {
+    std::string error;
+    int64_t sum = 0;
+    if (!d_.add(key, delta, &sum, &error)) throw CommError("rendezvous: " + error);
+    return sum;
+  }
+  bool deleteKey(const std::string&) override { return false; }
+  bool check(const std::vector<std::string>& keys) override {
+    for (const auto& k : keys) {
+      std::string v, error;
+      bool found = false;
+      if (!d_.get(k, &v, &found, &error)) throw CommError("rendezvous: " + error);
+      if (!found) return false;
+    }
+    return true;
+  }
+  int64_t getNumKeys() override { throw CommError("rendezvous: the store does not count keys"); }
+  void wait(const std::vector<std::string>& keys) override { wait(keys, timeout_); }
+  void wait(const std::vector<std::string>& keys, const std::chrono::milliseconds& timeout) override {
+    for (const auto& k : keys) Wait(k, timeout);
+  }
+
+ private:
+  std::string Wait(const std::string& key, std::chrono::milliseconds timeout) {
+    if (timeout.count() <= 0) timeout = std::chrono::milliseconds(d_.timeout_ms);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto pause = std::chrono::milliseconds(1);
+    while (true) {
+      std::string v, error;
+      bool found = false;
+      if (!d_.get(key, &v, &found, &error)) throw CommError("rendezvous: " + error);
+      if (found) return v;
+      if (std::chrono::steady_clock::now() > deadline) {
+        throw CommError("rendezvous: no answer from the other ranks within " + std::to_string(timeout.count()) +
+                        " ms (waiting for `" + key + "`)");
+      }
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(20));
+    }
+  }
+
+  DistSpec d_;
+};
+
+// The ranks' process group; every collective is a no-op on one rank.
+struct Comm {
+  int rank = 0, world = 1;
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+
+  static Comm Connect(const DistSpec& d, bool gpu) {
+    Comm c;
+    c.rank = d.rank;
+    c.world = d.world;
+    if (d.world <= 1) return c;
+    if (d.rank < 0 || d.rank >= d.world) throw TrainError("rank " + std::to_string(d.rank) + " of " + std::to_string(d.world));
+    if (!d.set || !d.get || !d.add) throw TrainError("data-parallel training needs the job's store (a cluster run)");
+    auto store = c10::make_intrusive<HookStore>(d);
+    try {
+#ifdef MLP_WITH_CUDA
+      if (gpu) {
+        auto opts = c10d::ProcessGroupNCCL::Options::create();
+        opts->timeout = std::chrono::milliseconds(d.timeout_ms);
+        c.pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, d.rank, d.world, opts);
+        return c;
+      }
+#endif
+      (void)gpu;
+      auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(d.timeout_ms));
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(d.host));
+      opts->threads = 1;
+      c.pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, d.rank, d.world, opts);
+    } catch (const CommError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw CommError("connecting the " + std::to_string(d.world) + " ranks: " + FirstLine(e.what()));
+    }
+    return c;
+  }
+
+  void AllReduce(at::Tensor t, c10d::ReduceOp op = c10d::ReduceOp::SUM) {
+    if (world <= 1) return;
+    std::vector<at::Tensor> v{t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = op;
+    try {
+      pg->allreduce(v, o)->wait();
+    } catch (const std::exception& e) {
+      throw CommError("all-reduce across " + std::to_string(world) + " ranks failed (did a rank die?): " +
+                      FirstLine(e.what()));
+    }
+  }
+
+  void Broadcast(at::Tensor t) {
+    if (world <= 1) return;
+    std::vector<at::Tensor> v{t};
+    try {
+      pg->broadcast(v)->wait();
+    } catch (const std::exception& e) {
+      throw CommError("broadcast across " + std::to_string(world) + " ranks failed (did a rank die?): " +
+                      FirstLine(e.what()));
+    }
+  }
+};
+
+// A 64-bit mix of the seed with the epoch and rank, for the per-epoch streams.
+uint64_t MixSeed(uint64_t seed, int64_t epoch, int rank) {
+  uint64_t x = seed ^ (0x9e3779b97f4a7c15ull * static_cast<uint64_t>(epoch + 1)) ^
+               (0xbf58476d1ce4e5b9ull * static_cast<uint64_t>(rank + 1));
+  x ^= x >> 31;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 29;
+  return x & 0x7fffffffffffffffull;  // torch seeds are taken as signed in places
+}
 
 std::string ShapeText(const std::vector<int64_t>& s) {
   std::string out = "{";
@@ -259,7 +407,7 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, n
   throw TrainError("optimizer `" + o.kind + "` is not one the trainer has (sgd, adam, adamw)");
 }
 
-// Loss and accuracy over `d`, in eval mode.
+// Sums of the loss and of the correct predictions over `d`, in eval mode.
 std::pair<double, double> Evaluate(const TrainConfig& c, nn::Sequential& model, const DataView& d,
                                    const TrainHooks& hooks) {
   torch::NoGradGuard no_grad;
@@ -276,9 +424,7 @@ std::pair<double, double> Evaluate(const TrainConfig& c, nn::Sequential& model, 
     if (batch.labels.defined()) correct += out.argmax(1).eq(batch.labels).sum().item<double>();
   }
   model->train();
-  double nan = std::numeric_limits<double>::quiet_NaN();
-  if (n == 0) return {nan, nan};
-  return {loss / static_cast<double>(n), d.labels ? correct / static_cast<double>(n) : nan};
+  return {loss, correct};
 }
 
 std::string Fixed(double v, int digits) {
@@ -290,6 +436,70 @@ std::string Fixed(double v, int digits) {
   return os.str();
 }
 
+// The checkpoint archive: the model, the optimizer's state, the epochs done
+// and their metrics; what `resume` continues from.
+std::string SaveCheckpoint(const TrainConfig& c, nn::Sequential& model, torch::optim::Optimizer& opt, int64_t epoch,
+                           const std::vector<EpochMetrics>& metrics) {
+  torch::serialize::OutputArchive ar, m, o;
+  model->save(m);
+  opt.save(o);
+  ar.write("model", m);
+  ar.write("optimizer", o);
+  ar.write("epoch", c10::IValue(epoch));
+  Json js = Json::array();
+  for (const auto& e : metrics) {
+    js.push_back({e.epoch, e.lr, e.train_loss, e.train_accuracy, e.val_loss, e.val_accuracy, e.samples_per_s, e.seconds});
+  }
+  ar.write("metrics", c10::IValue(js.dump()));
+  ar.write("mlp_spec", c10::IValue(SpecJson(c).dump()));
+  std::ostringstream os;
+  ar.save_to(os);
+  return std::move(os).str();
+}
+
+// Loads a checkpoint into the model and optimizer; the epochs it had done.
+int64_t LoadCheckpoint(const TrainConfig& c, std::string_view bytes, nn::Sequential& model,
+                       torch::optim::Optimizer& opt, std::vector<EpochMetrics>* metrics) {
+  try {
+    torch::serialize::InputArchive ar, m, o;
+    ar.load_from(bytes.data(), bytes.size());
+    c10::IValue spec, epoch, js;
+    if (!ar.try_read("mlp_spec", spec) || !spec.isString() || !ar.try_read("epoch", epoch) || !epoch.isInt() ||
+        !ar.try_read("metrics", js) || !js.isString()) {
+      throw TrainError("not a training checkpoint");
+    }
+    if (Json::parse(spec.toStringRef(), nullptr, false) != SpecJson(c)) {
+      throw TrainError("it was written for another model");
+    }
+    if (!ar.try_read("model", m) || !ar.try_read("optimizer", o)) throw TrainError("it has no model or optimizer state");
+    model->load(m);
+    opt.load(o);
+    Json rows = Json::parse(js.toStringRef(), nullptr, false);
+    metrics->clear();
+    if (rows.is_array()) {
+      for (const auto& r : rows) {
+        if (!r.is_array() || r.size() != 8) continue;
+        auto num = [&](size_t i) { return r[i].is_number() ? r[i].get<double>() : std::numeric_limits<double>::quiet_NaN(); };
+        EpochMetrics e;
+        e.epoch = static_cast<int64_t>(num(0));
+        e.lr = num(1);
+        e.train_loss = num(2);
+        e.train_accuracy = num(3);
+        e.val_loss = num(4);
+        e.val_accuracy = num(5);
+        e.samples_per_s = num(6);
+        e.seconds = num(7);
+        metrics->push_back(e);
+      }
+    }
+    return epoch.toInt();
+  } catch (const TrainError& e) {
+    throw TrainError(std::string("the checkpoint cannot be resumed: ") + e.what());
+  } catch (const std::exception& e) {
+    throw TrainError("the checkpoint cannot be resumed: " + FirstLine(e.what()));
+  }
+}
+
 TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView* val, const TrainHooks& hooks) {
   if (c.epochs < 1 || c.batch_size < 1 || c.grad_accum < 1) throw TrainError("epochs, batch_size and grad_accum must be >= 1");
   if (c.loss != "cross_entropy" && c.loss != "mse") throw TrainError("loss `" + c.loss + "` is not cross_entropy or mse");
@@ -297,21 +507,83 @@ TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView*
   CheckData(c, train, "the training data");
   if (val) CheckData(c, *val, "the validation data");
   torch::set_num_threads(std::max(1, c.threads));
-  torch::manual_seed(c.seed);  // initialisation and dropout
-  auto shuffle = at::detail::createCPUGenerator(c.seed ^ 0x5bd1e995u);
+  Comm comm = Comm::Connect(c.dist, /*gpu=*/false);
+  const int rank = comm.rank, world = comm.world;
+  // Initialisation: the same on every rank. The lock keeps ranks that share a
+  // process (tests) from reseeding torch's global generator under each other.
+  static std::mutex init_mu;
+  std::unique_lock<std::mutex> init_lock(init_mu);
+  torch::manual_seed(c.seed);
   nn::Sequential model = Build(c.model);
+  init_lock.unlock();
   model->train();
   auto opt = MakeOptimizer(c.optimizer, model);
-  auto x = Features(train);
-  int64_t n = static_cast<int64_t>(train.rows);
   TrainResult res;
-  for (int64_t e = 0; e < c.epochs; ++e) {
+  int64_t start_epoch = 0;
+  if (!c.resume.empty()) {
+    start_epoch = LoadCheckpoint(c, c.resume, model, *opt, &res.epochs);
+    if (start_epoch < 0 || start_epoch >= c.epochs) {
+      throw TrainError("the checkpoint is of epoch " + std::to_string(start_epoch) + ", outside 0.." +
+                       std::to_string(c.epochs - 1));
+    }
+    res.resumed_from = start_epoch;
+    if (hooks.log) hooks.log("resumed from the checkpoint of epoch " + std::to_string(start_epoch));
+  }
+  // Every rank starts from rank 0's weights (they agree already; this makes it certain).
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) comm.Broadcast(p.data());
+    for (auto& b : model->buffers()) comm.Broadcast(b);
+  }
+  auto x = Features(train);
+  // Each rank trains on its own rows; all take the same number of steps (the
+  // fewest rows of any rank, a different subset each epoch when shuffling).
+  int64_t n = static_cast<int64_t>(train.rows);
+  {
+    auto t = torch::tensor({n}, torch::kLong);
+    comm.AllReduce(t, c10d::ReduceOp::MIN);
+    n = t.item<int64_t>();
+  }
+  auto params = model->parameters();
+  int64_t numel = 0;
+  for (const auto& p : params) numel += p.numel();
+  torch::Tensor flat = world > 1 ? torch::zeros({numel}, torch::kFloat) : torch::Tensor();
+  // Averages the gradients over the ranks: one flat buffer, one all-reduce.
+  auto sync_grads = [&] {
+    if (world <= 1) return;
+    torch::NoGradGuard no_grad;
+    int64_t off = 0;
+    for (auto& p : params) {
+      auto slice = flat.narrow(0, off, p.numel());
+      if (p.grad().defined()) slice.copy_(p.grad().reshape({-1}));
+      else slice.zero_();
+      off += p.numel();
+    }
+    comm.AllReduce(flat);
+    flat.div_(static_cast<double>(world));
+    off = 0;
+    for (auto& p : params) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      p.mutable_grad().copy_(flat.narrow(0, off, p.numel()).view_as(p));
+      off += p.numel();
+    }
+  };
+  for (int64_t e = start_epoch; e < c.epochs; ++e) {
     EpochMetrics m;
     m.epoch = e + 1;
     m.lr = LearningRate(c.schedule, c.optimizer.lr, e, c.epochs);
     for (auto& g : opt->param_groups()) g.options().set_lr(m.lr);
+    // The epoch's random streams depend only on (seed, epoch, rank), so a run
+    // resumed from a checkpoint repeats the uninterrupted run exactly.
+    torch::manual_seed(MixSeed(c.seed, e, rank));  // dropout
     auto start = std::chrono::steady_clock::now();
-    auto perm = torch::randperm(n, shuffle, torch::TensorOptions().dtype(torch::kLong));
+    torch::Tensor perm;
+    if (c.shuffle) {
+      auto gen = at::detail::createCPUGenerator(MixSeed(c.seed ^ 0x5bd1e995u, e, rank));
+      perm = torch::randperm(static_cast<int64_t>(train.rows), gen, torch::TensorOptions().dtype(torch::kLong));
+    } else {
+      perm = torch::arange(static_cast<int64_t>(train.rows), torch::kLong);
+    }
     double loss_sum = 0, correct = 0;
     int64_t step = 0, steps = (n + c.batch_size - 1) / c.batch_size;
     opt->zero_grad();
@@ -323,6 +595,7 @@ TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView*
       auto loss = Loss(c, out, batch);
       loss.backward();  // gradients of grad_accum steps add up before the update
       if ((step + 1) % c.grad_accum == 0 || step + 1 == steps) {
+        sync_grads();
         opt->step();
         opt->zero_grad();
       }
@@ -333,14 +606,42 @@ TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView*
       }
       loss_sum += l * static_cast<double>(idx.size(0));
       if (batch.labels.defined()) correct += out.argmax(1).eq(batch.labels).sum().item<double>();
+      if (hooks.progress) {
+        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        int64_t done = std::min(n, b + c.batch_size);
+        BatchProgress p{e + 1, c.epochs, step + 1, steps, loss_sum / static_cast<double>(done),
+                        secs > 0 ? static_cast<double>(done * world) / secs : 0};
+        hooks.progress(p);
+      }
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    m.train_loss = loss_sum / static_cast<double>(n);
-    m.train_accuracy = train.labels ? correct / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+    // The epoch over all ranks: sums of loss, correct predictions and rows, and the slowest rank's time.
+    auto tot = torch::tensor({loss_sum, correct, static_cast<double>(n)}, torch::kDouble);
+    comm.AllReduce(tot);
+    auto slowest = torch::tensor({secs}, torch::kDouble);
+    comm.AllReduce(slowest, c10d::ReduceOp::MAX);
+    secs = slowest.item<double>();
+    double rows = tot[2].item<double>();
+    m.train_loss = tot[0].item<double>() / rows;
+    m.train_accuracy = train.labels ? tot[1].item<double>() / rows : std::numeric_limits<double>::quiet_NaN();
     m.seconds = secs;
-    m.samples_per_s = secs > 0 ? static_cast<double>(n) / secs : 0;
+    m.samples_per_s = secs > 0 ? rows / secs : 0;
     m.val_loss = m.val_accuracy = std::numeric_limits<double>::quiet_NaN();
-    if (val && val->rows) std::tie(m.val_loss, m.val_accuracy) = Evaluate(c, model, *val, hooks);
+    // Batch-norm statistics differ per rank: rank 0's are the model's.
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& buf : model->buffers()) comm.Broadcast(buf);
+    }
+    if (val) {
+      auto [vl, vc] = val->rows ? Evaluate(c, model, *val, hooks) : std::pair<double, double>{0, 0};
+      auto v = torch::tensor({vl, vc, static_cast<double>(val->rows)}, torch::kDouble);
+      comm.AllReduce(v);
+      double vn = v[2].item<double>();
+      if (vn > 0) {
+        m.val_loss = v[0].item<double>() / vn;
+        if (val->labels) m.val_accuracy = v[1].item<double>() / vn;
+      }
+    }
     res.epochs.push_back(m);
     if (hooks.log) {
       hooks.log("epoch " + std::to_string(m.epoch) + "/" + std::to_string(c.epochs) + ": loss " + Fixed(m.train_loss, 4) +
@@ -348,13 +649,22 @@ TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView*
                 Fixed(m.val_accuracy, 4) + " lr " + Fixed(m.lr, 6) + " samples/s " + Fixed(m.samples_per_s, 0) +
                 " (" + Fixed(secs, 2) + " s)");
     }
+    if (rank == 0 && hooks.checkpoint && c.checkpoint_every > 0 && (e + 1) % c.checkpoint_every == 0 &&
+        e + 1 < c.epochs) {
+      std::string error;
+      if (!hooks.checkpoint(e + 1, SaveCheckpoint(c, model, *opt, e + 1, res.epochs), &error) && hooks.log) {
+        hooks.log("warning: the checkpoint of epoch " + std::to_string(e + 1) + " was not kept: " + error);
+      }
+    }
   }
-  torch::serialize::OutputArchive ar;
-  model->save(ar);
-  ar.write("mlp_spec", c10::IValue(SpecJson(c).dump()));
-  std::ostringstream os;
-  ar.save_to(os);
-  res.model = std::move(os).str();
+  if (rank == 0) {
+    torch::serialize::OutputArchive ar;
+    model->save(ar);
+    ar.write("mlp_spec", c10::IValue(SpecJson(c).dump()));
+    std::ostringstream os;
+    ar.save_to(os);
+    res.model = std::move(os).str();
+  }
   res.ok = true;
   return res;
 }
@@ -376,11 +686,15 @@ nn::Sequential LoadArchive(std::string_view archive, ModelSpec* spec) {
 TrainResult ApiTrain(const TrainConfig& c, const DataView& train, const DataView* val, const TrainHooks& hooks) {
   try {
     return DoTrain(c, train, val, hooks);
-  } catch (const std::exception& e) {
+  } catch (const CommError& e) {
     TrainResult r;
     r.error = e.what();
+    r.retryable = true;
+    return r;
+  } catch (const std::exception& e) {
+    TrainResult r;
     // LibTorch's messages carry a C++ backtrace after the first line; keep the message.
-    if (auto nl = r.error.find("\nException raised from"); nl != std::string::npos) r.error.resize(nl);
+    r.error = FirstLine(e.what());
     return r;
   }
 }
@@ -424,7 +738,7 @@ bool ApiSpecOf(std::string_view archive, std::string* spec_json, std::string* er
 }  // namespace
 }  // namespace mlp::rt::train
 
-extern "C" __attribute__((visibility("default"))) const mlp::rt::train::TrainerApi* mlp_trainer_api_v1() {
+extern "C" __attribute__((visibility("default"))) const mlp::rt::train::TrainerApi* mlp_trainer_api_v2() {
   static const mlp::rt::train::TrainerApi api = [] {
     mlp::rt::train::TrainerApi a;
     a.train = mlp::rt::train::ApiTrain;

@@ -43,6 +43,20 @@ struct ScheduleSpec {
   std::vector<ScheduleSpec> then;  // warmup: the schedule after it (one entry)
 };
 
+// Data-parallel training: this process is rank `rank` of `world`. Ranks meet
+// through a key-value store (the job's store at the head; keys already scoped
+// to one gang attempt), then all-reduce gradients over c10d (Gloo on CPU, NCCL
+// in CUDA builds with a GPU).
+struct DistSpec {
+  int rank = 0, world = 1;
+  std::string host = "127.0.0.1";  // the address this rank binds and advertises for collectives
+  int64_t timeout_ms = 120000;      // the rendezvous, and each collective
+  std::function<bool(const std::string& key, const std::string& value, std::string* error)> set;
+  // Does not wait: `found` says whether the key is there yet (the trainer polls).
+  std::function<bool(const std::string& key, std::string* value, bool* found, std::string* error)> get;
+  std::function<bool(const std::string& key, int64_t delta, int64_t* sum, std::string* error)> add;
+};
+
 struct TrainConfig {
   ModelSpec model;
   OptimizerSpec optimizer;
@@ -53,6 +67,10 @@ struct TrainConfig {
   uint64_t seed = 0;
   int threads = 1;  // intra-op threads (torch::set_num_threads)
   bool bf16 = false;
+  bool shuffle = true;             // a new order of the rank's rows each epoch (seeded by seed, epoch and rank)
+  int64_t checkpoint_every = 0;    // epochs between checkpoints (0: none); the last epoch is never checkpointed
+  DistSpec dist;
+  std::string_view resume;         // a checkpoint to continue from (viewed; empty: start fresh)
 };
 
 // The learning rate of epoch `epoch` (0-based) of `epochs`, starting from
@@ -93,21 +111,34 @@ struct EpochMetrics {
   double samples_per_s = 0, seconds = 0;
 };
 
+// Where training is, after each batch (rank 0's view; samples/s counts every rank).
+struct BatchProgress {
+  int64_t epoch = 0, epochs = 0, batch = 0, batches = 0;  // 1-based
+  double loss = 0;          // mean loss of the epoch's batches so far on this rank
+  double samples_per_s = 0;
+};
+
 struct TrainHooks {
   std::function<void(std::string_view)> log;  // one line per epoch
   std::function<bool()> cancelled;
+  std::function<void(const BatchProgress&)> progress;  // every batch; throttle on the other side
+  // Rank 0, every checkpoint_every epochs: the checkpoint's bytes (an archive
+  // that `resume` takes). False with `error` when it could not be kept.
+  std::function<bool(int64_t epoch, const std::string& bytes, std::string* error)> checkpoint;
 };
 
 struct TrainResult {
   bool ok = false;
   std::string error;
-  std::string model;  // the archive: parameters, buffers and the model spec (JSON) under "mlp_spec"
-  std::vector<EpochMetrics> epochs;
+  bool retryable = false;   // the failure was the gang's (a rank died, a collective broke), not the input's
+  int64_t resumed_from = 0;  // the checkpoint's epoch when training continued from one
+  std::string model;  // the archive: parameters, buffers and the model spec (JSON) under "mlp_spec"; rank 0 only
+  std::vector<EpochMetrics> epochs;  // over all ranks (the same on every rank)
 };
 
-// The plugin's function table (version 1).
+// The plugin's function table (version 2).
 struct TrainerApi {
-  int version = 1;
+  int version = 2;
   TrainResult (*train)(const TrainConfig& config, const DataView& train, const DataView* validate,
                        const TrainHooks& hooks) = nullptr;
   // Rebuilds the model an archive describes and runs it on `input` (eval
