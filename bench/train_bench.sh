@@ -47,7 +47,8 @@ die() { note "train_bench.sh: $*"; exit 2; }
 [[ $batch =~ ^[0-9]+$ && $batch -ge 1 ]] || die "BATCH must be an integer >= 1"
 for m in $models; do [[ $m == mlp || $m == cnn ]] || die "bad model in MODELS: '$m' (mlp or cnn)"; done
 for r in $ranks_list; do [[ $r == 1 || $r == 2 ]] || die "bad rank count in RANKS: '$r' (1 or 2)"; done
-"$python" -c 'import torch, numpy' 2>/dev/null || die "$python cannot import torch and numpy (apt-get install python3-torch)"
+"$python" -c "import torch, numpy" 2>/dev/null ||
+  die "$python cannot import torch and numpy (apt-get install python3-torch)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/mlpc-train-bench.XXXXXX")
 if [[ ${KEEP_WORK:-0} != 1 ]]; then
@@ -88,7 +89,7 @@ for m in $models; do
     [[ -n $threads ]] || die "$file: no 'resources { cpu: N }' line in its train stage"
 
     note "== $name: mlpc run $(basename "$file") ($threads thread(s) per rank)"
-    mlpc_rate= mlpc_acc=
+    mlpc_rate='' mlpc_acc=''
     run_root=$work/$name
     if "$mlpc" run --no-cache --run-root "$run_root" "$file" --set "epochs=$epochs" --set "limit=$limit" \
         --set "batch=$batch" >"$work/$name.mlpc.log" 2>&1; then
@@ -108,7 +109,7 @@ for m in $models; do
     fi
 
     note "== $name: bench/train_torch.py"
-    torch_rate= torch_acc=
+    torch_rate='' torch_acc=''
     if out=$("$python" "$here/train_torch.py" --model "$m" --ranks "$r" --epochs "$epochs" --batch "$batch" \
         --threads "$threads" --limit "$limit"); then
       echo "$out"
@@ -120,7 +121,8 @@ for m in $models; do
     fi
 
     if [[ -n $mlpc_rate && -n $torch_rate ]]; then
-      ratio=$("$python" -c 'import sys; print(f"{float(sys.argv[1]) / float(sys.argv[2]):.2f}")' "$mlpc_rate" "$torch_rate")
+      ratio=$("$python" -c 'import sys; print(f"{float(sys.argv[1]) / float(sys.argv[2]):.2f}")' \
+        "$mlpc_rate" "$torch_rate")
       echo "ratio_${name}: $ratio mlpc/torch x"
       if ge "$ratio" 1.0; then
         note "PASS ratio_${name} $ratio >= 1.0x PyTorch"
