@@ -9,7 +9,8 @@
 # Environment:
 #   EPOCHS=2          epochs per training run
 #   LIMIT=60000       training rows read (the full set is 60,000)
-#   BATCH=128         examples per step on each rank
+#   BATCH=N           examples per step on each rank (default: each pipeline's `batch` param:
+#                     128 on one rank, 64 on each of two, so both take the same steps)
 #   MODELS="mlp cnn"  models to measure
 #   RANKS="1 2"       rank counts to measure (2: data-parallel, one cpu a rank)
 #   STRICT=1          exit 1 when a target below is missed
@@ -32,7 +33,7 @@ root=$(dirname "$here")
 mlpc=${1:-$root/build/tools/mlpc/mlpc}
 epochs=${EPOCHS:-2}
 limit=${LIMIT:-60000}
-batch=${BATCH:-128}
+batch=${BATCH:-}
 models=${MODELS:-mlp cnn}
 ranks_list=${RANKS:-1 2}
 python=${PYTHON:-/usr/bin/python3}
@@ -44,7 +45,7 @@ die() { note "train_bench.sh: $*"; exit 2; }
 [[ -x $mlpc ]] || die "mlpc binary not found or not executable: $mlpc (build it first, or pass its path)"
 [[ $epochs =~ ^[0-9]+$ && $epochs -ge 1 ]] || die "EPOCHS must be an integer >= 1"
 [[ $limit =~ ^[0-9]+$ && $limit -ge 1 ]] || die "LIMIT must be an integer >= 1"
-[[ $batch =~ ^[0-9]+$ && $batch -ge 1 ]] || die "BATCH must be an integer >= 1"
+[[ -z $batch || ($batch =~ ^[0-9]+$ && $batch -ge 1) ]] || die "BATCH must be an integer >= 1"
 for m in $models; do [[ $m == mlp || $m == cnn ]] || die "bad model in MODELS: '$m' (mlp or cnn)"; done
 for r in $ranks_list; do [[ $r == 1 || $r == 2 ]] || die "bad rank count in RANKS: '$r' (1 or 2)"; done
 "$python" -c "import torch, numpy" 2>/dev/null ||
@@ -75,7 +76,7 @@ EOF
 # ge A B: A >= B, as floats.
 ge() { "$python" -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) else 1)' "$1" "$2"; }
 
-note "train_bench: EPOCHS=$epochs LIMIT=$limit BATCH=$batch MODELS='$models' RANKS='$ranks_list'; mlpc: $mlpc"
+note "train_bench: EPOCHS=$epochs LIMIT=$limit BATCH=${batch:-per pipeline} MODELS='$models' RANKS='$ranks_list'; mlpc: $mlpc"
 failed=0
 missed=0
 full=0
@@ -87,12 +88,16 @@ for m in $models; do
     # Threads per rank: the cpus the pipeline's train stage asks for, so both sides match.
     threads=$(sed -n 's/^ *resources { cpu: \([0-9][0-9]*\) }.*/\1/p' "$file" | head -n1)
     [[ -n $threads ]] || die "$file: no 'resources { cpu: N }' line in its train stage"
+    # The optimizer settings both sides use: the pipeline's param defaults (BATCH overrides the batch).
+    param() { sed -n "s/^param $1: [a-z]* = \([^ ]*\).*/\1/p" "$file" | head -n1; }
+    b=${batch:-$(param batch)} lr=$(param lr) gamma=$(param gamma)
+    [[ -n $b && -n $lr && -n $gamma ]] || die "$file: needs params batch, lr and gamma"
 
     note "== $name: mlpc run $(basename "$file") ($threads thread(s) per rank)"
     mlpc_rate='' mlpc_acc=''
     run_root=$work/$name
     if "$mlpc" run --no-cache --run-root "$run_root" "$file" --set "epochs=$epochs" --set "limit=$limit" \
-        --set "batch=$batch" >"$work/$name.mlpc.log" 2>&1; then
+        --set "batch=$b" >"$work/$name.mlpc.log" 2>&1; then
       metrics=("$run_root"/runs/*/outputs/classifier/metrics.json)
       if [[ -f ${metrics[0]} ]] && out=$(summarize "${metrics[0]}"); then
         read -r mlpc_rate mlpc_acc <<<"$out"
@@ -110,8 +115,8 @@ for m in $models; do
 
     note "== $name: bench/train_torch.py"
     torch_rate='' torch_acc=''
-    if out=$("$python" "$here/train_torch.py" --model "$m" --ranks "$r" --epochs "$epochs" --batch "$batch" \
-        --threads "$threads" --limit "$limit"); then
+    if out=$("$python" "$here/train_torch.py" --model "$m" --ranks "$r" --epochs "$epochs" --batch "$b" \
+        --threads "$threads" --limit "$limit" --lr "$lr" --gamma "$gamma"); then
       echo "$out"
       torch_rate=$(sed -n "s/^torch_${name}_samples_per_s: \([^ ]*\) .*/\1/p" <<<"$out")
       torch_acc=$(sed -n "s/^torch_${name}_test_accuracy: \([^ ]*\) .*/\1/p" <<<"$out")

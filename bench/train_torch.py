@@ -12,7 +12,7 @@ stderr. Uses numpy and gzip only for the data: no torchvision, no network.
 Two ranks: torch.distributed over gloo, two spawned processes meeting at a TCP
 store on 127.0.0.1 (a free port). Rank r trains on the contiguous slice
 [floor(r*n/2), floor((r+1)*n/2)) of the n training rows, which is how a data
-stage with `shards = 2` cuts them, with its own randperm (seed + r), batch
+stage with `shards = 2` cuts them, with its own per-epoch randperm seeded as mlpc seeds rank r, batch
 size B per rank, the model wrapped in DistributedDataParallel, T threads per
 rank. Global samples/s = rows trained by both ranks / the epoch's wall time,
 the slower rank's.
@@ -37,8 +37,18 @@ import torch.nn.functional as F
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 MEAN, STD = 0.2860, 0.3530
-# mlpc's trainer seeds its shuffling generator with seed ^ this (trainer.cc).
+# mlpc's trainer seeds each epoch's shuffle with mix_seed(seed ^ this, epoch, rank) (trainer.cc).
 SHUFFLE_XOR = 0x5BD1E995
+M64 = (1 << 64) - 1
+
+
+def mix_seed(seed, epoch, rank):
+    """trainer.cc's MixSeed: the per-epoch, per-rank seed (0-based epoch)."""
+    x = (seed ^ ((0x9E3779B97F4A7C15 * (epoch + 1)) & M64) ^ ((0xBF58476D1CE4E5B9 * (rank + 1)) & M64)) & M64
+    x ^= x >> 31
+    x = (x * 0x94D049BB133111EB) & M64
+    x ^= x >> 29
+    return x & 0x7FFFFFFFFFFFFFFF
 
 
 def note(msg):
@@ -102,10 +112,12 @@ def build(model):
     return nn.Sequential(*layers)
 
 
-def train_epoch(model, opt, X, Y, bs, g, epoch):
-    """One epoch of mlpc's loop; returns (seconds, mean loss, accuracy)."""
+def train_epoch(model, opt, X, Y, bs, seed, rank, epoch):
+    """One epoch (1-based) of mlpc's loop; returns (seconds, mean loss, accuracy)."""
     n = X.shape[0]
+    torch.manual_seed(mix_seed(seed, epoch - 1, rank))  # dropout's stream, as mlpc seeds it
     start = time.perf_counter()
+    g = torch.Generator().manual_seed(mix_seed(seed ^ SHUFFLE_XOR, epoch - 1, rank))
     perm = torch.randperm(n, generator=g)
     loss_sum, correct = 0.0, 0
     for b in range(0, n, bs):
@@ -126,6 +138,12 @@ def train_epoch(model, opt, X, Y, bs, g, epoch):
     return secs, loss_sum / n, correct / n
 
 
+def set_lr(opt, args, epoch):
+    """mlpc's step_lr(every: 1, gamma): lr * gamma^(epoch - 1), set at the start of each epoch."""
+    for g in opt.param_groups:
+        g["lr"] = args.lr * args.gamma ** (epoch - 1)
+
+
 def test_accuracy(model, bs):
     Xt, Yt = load("test")
     model.eval()
@@ -143,12 +161,12 @@ def run_one(args):
     torch.manual_seed(args.seed)
     model = build(args.model)
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     opt.zero_grad()
-    g = torch.Generator().manual_seed(args.seed ^ SHUFFLE_XOR)
     rates = []
     for e in range(1, args.epochs + 1):
-        secs, loss, acc = train_epoch(model, opt, X, Y, args.batch, g, e)
+        set_lr(opt, args, e)
+        secs, loss, acc = train_epoch(model, opt, X, Y, args.batch, args.seed, 0, e)
         rates.append(X.shape[0] / secs)
         note(f"epoch {e}/{args.epochs}: loss {loss:.4f} accuracy {acc:.4f} samples/s {rates[-1]:.0f} ({secs:.2f} s)")
     return rates, test_accuracy(model, args.batch)
@@ -175,14 +193,14 @@ def rank_main(rank, args, port, result_path):
         torch.manual_seed(args.seed)
         model = DDP(build(args.model))  # DDP broadcasts rank 0's parameters
         model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
         opt.zero_grad()
-        g = torch.Generator().manual_seed((args.seed ^ SHUFFLE_XOR) + rank)
         rates = []
         for e in range(1, args.epochs + 1):
             dist.barrier()  # all ranks start the epoch together
+            set_lr(opt, args, e)
             with model.join() if len(set(steps)) > 1 else contextlib.nullcontext():
-                secs, loss, acc = train_epoch(model, opt, X, Y, args.batch, g, e)
+                secs, loss, acc = train_epoch(model, opt, X, Y, args.batch, args.seed, rank, e)
             t = torch.tensor([secs], dtype=torch.float64)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
             rates.append(n / t.item())
@@ -225,6 +243,9 @@ def main():
     p.add_argument("--threads", type=int, default=1, help="intra-op threads per rank")
     p.add_argument("--limit", type=int, default=0, help="training rows to read; 0 reads all")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate in epoch 1")
+    p.add_argument("--gamma", type=float, default=1.0,
+                   help="the learning rate's factor per epoch (mlpc's step_lr(every: 1, gamma: G))")
     args = p.parse_args()
     if args.epochs < 1 or args.batch < 1 or args.threads < 1 or args.limit < 0:
         p.error("--epochs, --batch and --threads must be >= 1 and --limit >= 0")
