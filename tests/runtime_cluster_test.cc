@@ -439,6 +439,30 @@ TEST(RuntimeRun, StagesWithoutARuntimeYetAreRefusedBeforeAnythingRuns) {
   EXPECT_FALSE(std::filesystem::exists(d.File("root") + "/runs")) << "nothing may run";
 }
 
+// --target runs one stage and what it needs, and nothing else; an unknown
+// target is a usage error that lists the stages.
+TEST(RuntimeRun, TargetRunsOnlyThatStageAndItsInputs) {
+  TempDir d;
+  auto r = RunMlpc({"run", "tests/runtime/train_synthetic.mlp", "--target", "points", "--run-root", d.File("root"),
+                    "--json", d.File("r.json"), "--cpus", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  json rep = json::parse(ReadFile(d.File("r.json")));
+  ASSERT_EQ(rep["stages"].size(), 1u) << rep.dump(2);
+  EXPECT_EQ(rep["stages"][0]["name"], "points");
+  EXPECT_EQ(rep["stages"][0]["status"], "succeeded");
+  // The same stages, whatever is named last: the train stage brings its data stage.
+  auto both = RunMlpc({"explain", "tests/runtime/train_synthetic.mlp", "--target", "clf", "--run-root", d.File("root"),
+                       "--json"});
+  ASSERT_EQ(both.exit_code, 0) << both.err;
+  json ex = json::parse(both.out);
+  ASSERT_TRUE(ex.is_array()) << both.out;
+  EXPECT_EQ(ex.size(), 2u) << both.out;
+  auto bad = RunMlpc({"run", "tests/runtime/train_synthetic.mlp", "--target", "clff", "--run-root", d.File("root")});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--target clff: the pipeline has no stage `clff` (its stages: points, clf)"), std::string::npos)
+      << bad.err;
+}
+
 TEST(RuntimeRun, InterruptCancelsCleanlyWithExit130) {
   TempDir d;
   std::string root = d.File("root");

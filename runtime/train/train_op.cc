@@ -190,7 +190,7 @@ bool ConfigFromNode(const pb::Node& node, TrainConfig* cfg, std::string* error) 
   }
   int64_t workers = 1;
   if (!NodeInt(node, "workers", &workers, error)) return false;
-  if (workers < 1 || workers > 1024) return *error = "`workers` must be in 1..1024", false;
+  if (workers < 1 || workers > 4096) return *error = "`workers` must be in 1..4096", false;
   cfg->dist.world = static_cast<int>(workers);
   return true;
 }

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -426,6 +427,38 @@ void ConfigureJit(const RuntimeFlags& f, const fs::path& cache) {
   if (!cache.empty()) setenv("MLPC_JIT_CACHE", cache.c_str(), 0);
 }
 
+// --target: keeps the named stages and every stage they need (transitively),
+// in the plan's order; exits 2 naming the stages when a target is unknown.
+void SelectTargets(const std::vector<std::string>& targets, std::string* plan_bytes) {
+  if (targets.empty()) return;
+  mlp::plan::v1::Plan plan;
+  if (!plan.ParseFromString(*plan_bytes)) Fail(2, "the plan does not parse");
+  std::map<std::string, int> index;
+  for (int i = 0; i < plan.nodes_size(); ++i) index[plan.nodes(i).name()] = i;
+  std::set<std::string> keep;
+  std::vector<std::string> todo;
+  for (const auto& t : targets) {
+    if (!index.count(t)) {
+      std::string names;
+      for (const auto& n : plan.nodes()) names += (names.empty() ? "" : ", ") + n.name();
+      Fail(2, "--target " + t + ": the pipeline has no stage `" + t + "` (its stages: " + names + ")");
+    }
+    todo.push_back(t);
+  }
+  while (!todo.empty()) {
+    std::string name = todo.back();
+    todo.pop_back();
+    if (!keep.insert(name).second) continue;
+    for (const auto& d : plan.nodes(index[name]).deps())
+      if (index.count(d)) todo.push_back(d);
+  }
+  google::protobuf::RepeatedPtrField<mlp::plan::v1::Node> kept;
+  for (auto& n : *plan.mutable_nodes())
+    if (keep.count(n.name())) *kept.Add() = std::move(n);
+  plan.mutable_nodes()->Swap(&kept);
+  plan.SerializeToString(plan_bytes);
+}
+
 int CmdRun(RuntimeFlags& f, const CompileFn& compile) {
   InstallSignals();
   std::string plan;
@@ -442,7 +475,9 @@ int CmdRun(RuntimeFlags& f, const CompileFn& compile) {
     if (f.file.empty()) Fail(2, "`mlpc run` needs a pipeline file (or --resume RUN_ID)");
     std::string text;
     if (int rc = compile(f.file, &plan, &text); rc != 0) return rc;
+    SelectTargets(f.targets, &plan);
   }
+  if (!f.resume.empty() && !f.targets.empty()) Fail(2, "--target cannot be combined with --resume (the run has its stages)");
   if (!f.cluster.empty()) {
     if (!f.jit.empty()) Fail(2, "--jit applies to this machine's workers; start the cluster's workers with `mlpc worker --jit`");
     RemoteClient client(f.cluster, MakeSecurity(f, false, false));
@@ -539,6 +574,7 @@ int CmdSubmit(RuntimeFlags& f, const CompileFn& compile) {
   if (f.cluster.empty()) Fail(2, "`mlpc submit` needs --cluster HOST:PORT");
   std::string plan, text;
   if (int rc = compile(f.file, &plan, &text); rc != 0) return rc;
+  SelectTargets(f.targets, &plan);
   RemoteClient client(f.cluster, MakeSecurity(f, false, false));
   v1::JobOptions options;
   options.set_no_cache(f.no_cache);
@@ -666,6 +702,7 @@ int CmdLogs(RuntimeFlags& f) {
 int CmdExplain(RuntimeFlags& f, const CompileFn& compile) {
   std::string bytes, text, error;
   if (int rc = compile(f.file, &bytes, &text); rc != 0) return rc;
+  SelectTargets(f.targets, &bytes);
   mlp::plan::v1::Plan plan;
   plan.ParseFromString(bytes);
   std::unique_ptr<mlp::rt::state::StateStore> db;
@@ -732,6 +769,8 @@ RuntimeCommands AddRuntimeCommands(CLI::App& app, RuntimeFlags& f, const std::fu
   c.run->add_option("file", f.file, "pipeline file")->type_name("FILE");
   c.run->add_option("--json", f.json_out, "write the run report as JSON to FILE (`-`: stdout)")->type_name("FILE");
   c.run->add_flag("--no-cache", f.no_cache, "run every stage even if a finished run has its outputs");
+  c.run->add_option("--target", f.targets, "run only this stage and the stages it needs (repeatable)")
+      ->type_name("STAGE");
   c.run->add_option("--resume", f.resume, "continue a failed run from its finished stages")->type_name("RUN_ID");
   c.run->add_option("--run-root", f.run_root, "directory of the run store (default .mlpc)")->type_name("DIR");
   c.run->add_option("--cpus", f.cpus, "cpus of the embedded worker (default: the machine's)");
@@ -776,6 +815,8 @@ RuntimeCommands AddRuntimeCommands(CLI::App& app, RuntimeFlags& f, const std::fu
   AddCluster(c.submit, f, true);
   c.submit->add_flag("--detach", f.detach, "print the run id and return");
   c.submit->add_flag("--no-cache", f.no_cache, "run every stage");
+  c.submit->add_option("--target", f.targets, "run only this stage and the stages it needs (repeatable)")
+      ->type_name("STAGE");
   c.submit->add_option("--json", f.json_out, "write the run report as JSON to FILE (`-`: stdout)")->type_name("FILE");
   add_common(c.submit);
 
@@ -797,6 +838,7 @@ RuntimeCommands AddRuntimeCommands(CLI::App& app, RuntimeFlags& f, const std::fu
   c.explain->add_option("file", f.file, "pipeline file")->required()->type_name("FILE");
   c.explain->add_option("--run-root", f.run_root, "directory of the run store (default .mlpc)")->type_name("DIR");
   c.explain->add_flag("--no-cache", f.no_cache, "as `mlpc run --no-cache` would");
+  c.explain->add_option("--target", f.targets, "as `mlpc run --target` would (repeatable)")->type_name("STAGE");
   c.explain->add_flag("--json", f.json, "print JSON");
   add_common(c.explain);
   return c;

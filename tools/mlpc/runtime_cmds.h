@@ -29,6 +29,7 @@ struct RuntimeFlags {
   double cpus = -1, gpus = 0;
   int workers = 1;
   std::vector<std::string> resources, labels;
+  std::vector<std::string> targets;  // --target: run only these stages and what they need
   bool no_cache = false, detach = false, json = false;
   int heartbeat_timeout_ms = 3000;
 };
