@@ -164,6 +164,52 @@ TEST(RuntimeCluster, KilledWorkerMidRunStillGivesTheRightResult) {
   EXPECT_NE(submit.out().find("lost"), std::string::npos) << submit.out();
 }
 
+// A 2-rank train stage loses a node that runs a rank: the gang starts again
+// on the node that is left (it has room for both ranks), from its last
+// checkpoint, and the run finishes.
+TEST(RuntimeCluster, KilledNodeRestartsTheGangOnTheRemainingNode) {
+  Cluster c(2, "2");
+  TempDir d;
+  WriteFile(d.File("ddp.mlp"),
+            "pipeline ddp { seed = 1 }\n"
+            "data points {\n"
+            "  source = synthetic(rows: 40000, features: 64, classes: 4, noise: 1.0)\n"
+            "  shards = 2\n"
+            "}\n"
+            "train clf {\n"
+            "  model      = mlp(hidden: [64], classes: 4)\n"
+            "  data       = points\n"
+            "  epochs     = 6\n"
+            "  batch_size = 32\n"
+            "  workers    = 2\n"
+            "  resources { cpu: 1 }\n"
+            "  checkpoint { every: 1 }\n"
+            "}\n");
+  std::string report = c.dir().File("report.json");
+  Process submit;
+  submit.Start({"submit", "--cluster", c.address(), "--token-file", c.token(), d.File("ddp.mlp"), "--json", report});
+  ASSERT_FALSE(submit.WaitForLine("clf: checkpoint of epoch 1", 120000).empty()) << submit.out() << submit.err();
+  int victim = -1;
+  json st = c.Status();
+  for (const auto& n : st.value("nodes", json::array()))
+    if (n["running_tasks"].get<int>() > 0)
+      for (size_t w = 0; w < c.worker_addresses().size(); ++w)
+        if (c.worker_addresses()[w] == n["address"]) victim = static_cast<int>(w);
+  ASSERT_GE(victim, 0) << st.dump(2);
+  c.workers()[static_cast<size_t>(victim)]->Signal(SIGKILL);
+  int rc = submit.Wait(180000);
+  ASSERT_EQ(rc, 0) << submit.out() << submit.err();
+  EXPECT_NE(submit.out().find("lost its node"), std::string::npos) << submit.out();
+  EXPECT_NE(submit.out().find("restarting all 2 ranks from the checkpoint of epoch "), std::string::npos)
+      << submit.out();
+  json j = ReadJson(report);
+  const json* clf = FindStage(j, "clf");
+  ASSERT_NE(clf, nullptr);
+  EXPECT_EQ((*clf)["status"], "succeeded");
+  EXPECT_GE((*clf)["node_losses"].get<int>(), 1) << clf->dump(2);
+  ASSERT_EQ((*clf)["outputs"]["metrics"]["columns"]["epoch"]["head"].size(), 6u) << clf->dump(2);
+}
+
 TEST(RuntimeCluster, SilentWorkerIsDeclaredDeadByHeartbeatTimeout) {
   Cluster c(2, "1");
   std::string report = c.dir().File("report.json");
