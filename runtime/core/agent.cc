@@ -1,4 +1,5 @@
 #include "runtime/core/agent.h"
+#include "runtime/core/local_link.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -90,6 +91,9 @@ class Agent::Impl : public v1::Worker::Service {
     object_service_ = std::make_unique<ObjectServiceImpl>(store_.get(), &opt_.sec.token);
     server_ = StartServer(opt_.listen, opt_.advertise_host, opt_.sec, {this, object_service_.get()}, &address_, error);
     if (!server_) return false;
+    // A head in this process reaches this agent by function call (local_link.h).
+    link_ = RegisterLocalAgent(
+        address_, [this](const v1::ToWorker& m) { Handle(m); }, [this] { OnLocalAttach(); });
     spawner_ = std::thread([this] { SpawnerLoop(); });
     head_ = v1::Head::NewStub(MakeChannel(opt_.head, opt_.sec));
     int64_t deadline = MonoUs() + int64_t{register_timeout_ms} * 1000;
@@ -122,6 +126,18 @@ class Agent::Impl : public v1::Worker::Service {
     cv_.notify_all();
     spawn_cv_.notify_all();
     out_cv_.notify_all();
+    if (link_) {
+      UnregisterLocalAgent(address_);
+      link_->CloseAgent();
+      {
+        std::unique_lock<std::mutex> lock(out_mu_);
+        local_on_ = false;
+        ++writer_stop_;
+        out_cv_.notify_all();
+        out_cv_.wait(lock, [&] { return !writing_; });
+      }
+      if (local_writer_.joinable()) local_writer_.join();
+    }
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
     if (heartbeat_.joinable()) heartbeat_.join();
     if (watchdog_.joinable()) watchdog_.join();
@@ -157,6 +173,7 @@ class Agent::Impl : public v1::Worker::Service {
       std::lock_guard<std::mutex> lock(out_mu_);
       gen = ++stream_gen_;
       stream_ = stream;
+      local_on_ = false;
     }
     std::thread writer([this, gen] { WriterLoop(gen); });
     v1::ToWorker msg;
@@ -206,20 +223,20 @@ class Agent::Impl : public v1::Worker::Service {
     std::unique_lock<std::mutex> lock(out_mu_);
     fill(&outbox_);
     has_out_ = true;
-    if (here && !writing_ && stream_) return DrainLocked(lock);
+    if (here && !writing_ && Connected()) return DrainLocked(lock);
     lock.unlock();
     out_cv_.notify_all();
   }
 
   void DrainLocked(std::unique_lock<std::mutex>& lock) {
     writing_ = true;
-    while (has_out_ && stream_) {
+    while (has_out_ && Connected()) {
       v1::FromWorker batch;
       batch.Swap(&outbox_);
       has_out_ = false;
       auto* s = stream_;
       lock.unlock();
-      bool ok = s->Write(batch);
+      bool ok = s ? s->Write(batch) : link_->FromWorker(batch);
       lock.lock();
       if (!ok) break;
     }
@@ -232,9 +249,26 @@ class Agent::Impl : public v1::Worker::Service {
     uint64_t stop_at = writer_stop_ + 1;
     while (true) {
       out_cv_.wait(lock, [&] { return writer_stop_ >= stop_at || stream_gen_ != gen || (has_out_ && !writing_); });
-      if (writer_stop_ >= stop_at || stream_gen_ != gen || !stream_) return;
+      if (writer_stop_ >= stop_at || stream_gen_ != gen || !Connected()) return;
       DrainLocked(lock);
     }
+  }
+
+  bool Connected() const { return stream_ || local_on_; }  // under out_mu_
+
+  // A head in this process attached through the local link: messages for it
+  // go there from now on (a writer thread for the ones not sent inline).
+  void OnLocalAttach() {
+    uint64_t gen;
+    {
+      std::lock_guard<std::mutex> lock(out_mu_);
+      gen = ++stream_gen_;
+      stream_ = nullptr;
+      local_on_ = true;
+    }
+    out_cv_.notify_all();
+    if (local_writer_.joinable()) local_writer_.join();  // the previous head's (it left with the generation)
+    local_writer_ = std::thread([this, gen] { WriterLoop(gen); });
   }
 
   // --- incoming messages --------------------------------------------------------------------------
@@ -849,6 +883,9 @@ class Agent::Impl : public v1::Worker::Service {
   bool has_out_ = false, writing_ = false;
   grpc::ServerReaderWriter<v1::FromWorker, v1::ToWorker>* stream_ = nullptr;
   uint64_t stream_gen_ = 0, writer_stop_ = 0;
+  std::shared_ptr<LocalLink> link_;  // this agent's in-process link
+  bool local_on_ = false;            // a head in this process is attached (under out_mu_)
+  std::thread local_writer_;
 
   std::mutex spawn_mu_;
   std::condition_variable spawn_cv_;

@@ -21,6 +21,7 @@
 
 #include "head.grpc.pb.h"
 #include "plan.pb.h"
+#include "runtime/core/local_link.h"
 #include "runtime/core/object_service.h"
 #include "runtime/core/report.h"
 #include "runtime/core/resources.h"
@@ -82,6 +83,7 @@ struct WorkerConn {
   std::unique_ptr<v1::Worker::Stub> stub;
   grpc::ClientContext ctx;
   std::unique_ptr<grpc::ClientReaderWriter<v1::ToWorker, v1::FromWorker>> stream;
+  std::shared_ptr<LocalLink> local;  // set: the agent is in this process (no gRPC stream)
   std::thread reader, writer;
   std::mutex mu;
   std::condition_variable cv;
@@ -98,7 +100,7 @@ struct WorkerConn {
       batch.Swap(&outbox);
       has_out = false;
       l.unlock();
-      bool ok = stream->Write(batch);
+      bool ok = local ? local->ToWorker(batch) : stream->Write(batch);
       l.lock();
       if (!ok) closed = true;
     }
@@ -268,6 +270,7 @@ class Head::Impl : public v1::Head::Service {
       }
       c->cv.notify_all();
       c->ctx.TryCancel();
+      if (c->local) c->local->DetachHead(/*wait=*/true);
     }
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
     if (loop_.joinable()) loop_.join();
@@ -1950,10 +1953,13 @@ class Head::Impl : public v1::Head::Service {
 
   std::shared_ptr<WorkerConn> Connect(const std::string& node_id, const std::string& address) {
     auto c = std::make_shared<WorkerConn>();
-    auto channel = MakeChannel(address, opt_.sec);
-    c->stub = v1::Worker::NewStub(channel);
-    AddToken(&c->ctx, opt_.sec.token);
-    c->stream = c->stub->Execute(&c->ctx);
+    c->local = FindLocalAgent(address);
+    if (!c->local) {
+      auto channel = MakeChannel(address, opt_.sec);
+      c->stub = v1::Worker::NewStub(channel);
+      AddToken(&c->ctx, opt_.sec.token);
+      c->stream = c->stub->Execute(&c->ctx);
+    }
     {
       v1::ToWorker hello;
       hello.set_node_id(node_id);
@@ -1968,9 +1974,8 @@ class Head::Impl : public v1::Head::Service {
         c->Drain(l);
       }
     });
-    c->reader = std::thread([this, c, node_id] {
-      v1::FromWorker msg;
-      while (c->stream->Read(&msg)) OnWorkerMessage(node_id, msg);
+    // The end of the connection: the node is lost (unless the head is stopping).
+    auto closed = [this, c, node_id] {
       {
         std::lock_guard<std::mutex> l(c->mu);
         c->closed = true;
@@ -1985,6 +1990,16 @@ class Head::Impl : public v1::Head::Service {
         lock.unlock();
         for (auto& f : after) f();
       }
+    };
+    if (c->local) {
+      // The agent calls OnWorkerMessage on its own threads, as the reader would.
+      c->local->AttachHead([this, node_id](const v1::FromWorker& m) { OnWorkerMessage(node_id, m); }, closed);
+      return c;
+    }
+    c->reader = std::thread([c, node_id, closed, this] {
+      v1::FromWorker msg;
+      while (c->stream->Read(&msg)) OnWorkerMessage(node_id, msg);
+      closed();
     });
     return c;
   }
@@ -2156,6 +2171,7 @@ class Head::Impl : public v1::Head::Service {
       }
       n.conn->cv.notify_all();
       n.conn->ctx.TryCancel();  // its threads end on their own and are joined at shutdown
+      if (n.conn->local) n.conn->local->DetachHead(/*wait=*/false);  // under our lock: deliveries may wait for it
     }
     // Tasks that were running there.
     std::vector<uint64_t> lost;

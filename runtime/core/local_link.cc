@@ -1,0 +1,100 @@
+#include "runtime/core/local_link.h"
+
+#include <map>
+
+namespace mlp::rt {
+
+bool LocalLink::ToWorker(const v1::ToWorker& m) {
+  ToWorkerFn fn;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!agent_) return false;
+    fn = agent_;
+    ++to_worker_;
+  }
+  fn(m);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    --to_worker_;
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void LocalLink::AttachHead(FromWorkerFn sink, std::function<void()> closed) {
+  std::function<void()> attach;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    head_ = std::move(sink);
+    closed_ = std::move(closed);
+    attach = on_attach_;
+  }
+  if (attach) attach();
+}
+
+void LocalLink::DetachHead(bool wait) {
+  std::unique_lock<std::mutex> l(mu_);
+  head_ = nullptr;
+  closed_ = nullptr;
+  if (wait) cv_.wait(l, [&] { return from_worker_ == 0; });
+}
+
+bool LocalLink::FromWorker(const v1::FromWorker& m) {
+  FromWorkerFn fn;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!head_) return false;
+    fn = head_;
+    ++from_worker_;
+  }
+  fn(m);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    --from_worker_;
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void LocalLink::CloseAgent() {
+  std::function<void()> closed;
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    agent_ = nullptr;
+    on_attach_ = nullptr;
+    closed.swap(closed_);
+    cv_.wait(l, [&] { return to_worker_ == 0; });
+  }
+  if (closed) closed();
+}
+
+namespace {
+
+std::mutex g_mu;
+std::map<std::string, std::shared_ptr<LocalLink>>& Table() {
+  static auto* t = new std::map<std::string, std::shared_ptr<LocalLink>>;
+  return *t;
+}
+
+}  // namespace
+
+std::shared_ptr<LocalLink> RegisterLocalAgent(const std::string& address, LocalLink::ToWorkerFn agent,
+                                              std::function<void()> on_attach) {
+  auto link = std::make_shared<LocalLink>(std::move(agent), std::move(on_attach));
+  std::lock_guard<std::mutex> l(g_mu);
+  Table()[address] = link;
+  return link;
+}
+
+void UnregisterLocalAgent(const std::string& address) {
+  std::lock_guard<std::mutex> l(g_mu);
+  Table().erase(address);
+}
+
+std::shared_ptr<LocalLink> FindLocalAgent(const std::string& address) {
+  std::lock_guard<std::mutex> l(g_mu);
+  auto it = Table().find(address);
+  return it == Table().end() ? nullptr : it->second;
+}
+
+}  // namespace mlp::rt
