@@ -193,6 +193,27 @@ TEST_F(Local, ActorRestartsAfterItsProcessDies) {
   EXPECT_FALSE(gone.get_future().get().ok());
 }
 
+// Agents in the head's process are reached through the in-process link; when
+// one shuts down in the middle of a task, its node is lost like a node whose
+// stream closed, and the task runs again on another agent.
+TEST_F(Local, AnInProcessAgentThatShutsDownLosesItsNodeAndItsTaskMoves) {
+  std::promise<v1::TaskResult> p;
+  TaskCall c;
+  c.function = "sleep_ms";
+  c.args = "1500";
+  c.resources.set_cpu_milli(2000);  // only a whole node holds it
+  head_->SubmitTask(c, [&](const v1::TaskResult& r) { p.set_value(r); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // it starts on the only node
+  AddWorker(2);
+  agents_[0]->Shutdown();
+  auto f = p.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  v1::TaskResult r = f.get();
+  EXPECT_EQ(r.status(), v1::TaskResult::OK) << r.error();
+  auto again = Call("echo", "still here");  // and the new agent keeps working
+  EXPECT_EQ(again.value(), "still here");
+}
+
 TEST_F(Local, WorkerRejectsMalformedTaskSpecs) {
   Security sec;
   sec.token = "test-token-0123456789";
