@@ -1016,6 +1016,8 @@ class Head::Impl : public v1::Head::Service {
     j->status = j->cancelled ? "cancelled" : ok ? "succeeded" : "failed";
     j->exit_code = j->cancelled ? 130 : ok ? 0 : 1;
     j->finished_ms = NowMs();
+    j->kv.clear();  // the gangs' rendezvous keys are of no use once the job is over
+    j->kv_bytes = 0;
     v1::JobEvent e;
     auto* d = e.mutable_done();
     d->set_status(j->status);
