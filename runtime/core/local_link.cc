@@ -1,5 +1,6 @@
 #include "runtime/core/local_link.h"
 
+#include <cstdlib>
 #include <map>
 
 namespace mlp::rt {
@@ -92,6 +93,12 @@ void UnregisterLocalAgent(const std::string& address) {
 }
 
 std::shared_ptr<LocalLink> FindLocalAgent(const std::string& address) {
+  // MLPC_LOCAL_LINK=0 sends in-process agents through gRPC too (to measure or debug that path).
+  static const bool off = [] {
+    const char* v = std::getenv("MLPC_LOCAL_LINK");
+    return v && std::string(v) == "0";
+  }();
+  if (off) return nullptr;
   std::lock_guard<std::mutex> l(g_mu);
   auto it = Table().find(address);
   return it == Table().end() ? nullptr : it->second;

@@ -4,7 +4,8 @@
 // same handlers on both sides; only the transport differs: a function call
 // instead of serialising into gRPC, a socket and a thread hop each way. An
 // agent registers its address; a head that connects to that address finds the
-// link and uses it. Agents in other processes keep using gRPC.
+// link and uses it. Agents in other processes keep using gRPC, and so does
+// every agent when MLPC_LOCAL_LINK=0.
 #pragma once
 
 #include <condition_variable>
