@@ -347,6 +347,10 @@ TEST(ddp, MlpcRunTrainsTwoRanksOnTwoNodes) {
   std::string archive = testing::ReadFile((fs::path(d.File("root")) / (*clf)["files"]["model"][0].get<std::string>()).string());
   std::string spec, error;
   ASSERT_TRUE(Api().spec_of(archive, &spec, &error)) << error;
+  // Each rank trained on its own shard of the 1,280 training rows (and of the 320 validation rows).
+  auto logs = testing::RunMlpc({"logs", run.report["run_id"].get<std::string>(), "clf", "--run-root", d.File("root")});
+  EXPECT_NE(logs.out.find("rank 0 of 2: mlp on 640 rows (160 for validation)"), std::string::npos) << logs.out;
+  EXPECT_NE(logs.out.find("rank 1 of 2: mlp on 640 rows (160 for validation)"), std::string::npos) << logs.out;
   // Plain (not a terminal) output shows the live progress and the checkpoints.
   EXPECT_NE(run.r.out.find("clf: epoch 1/3 batch "), std::string::npos) << run.r.out;
   EXPECT_NE(run.r.out.find("clf: checkpoint of epoch 2"), std::string::npos) << run.r.out;

@@ -173,7 +173,7 @@ data fewer {
 )");
   std::vector<std::string> blobs;
   for (uint32_t i = 0; i < 3; ++i) blobs.push_back(RunTask(p, "a", {.index = i, .count = 3}).outputs.at(0).bytes);
-  InputSet in{"source", "a", "all", {}};
+  InputSet in{"source", "a", "all", {}, 0, {}};
   for (const auto& b : blobs) in.shards.push_back({reinterpret_cast<const uint8_t*>(b.data()), b.size()});
   EXPECT_EQ(Ints(Out(RunTask(p, "same", {.index = 1, .count = 3, .inputs = {in}}), "all")),
             (std::vector<int64_t>{16, 25, 36, 49}));

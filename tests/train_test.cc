@@ -314,7 +314,7 @@ std::vector<ops::InputSet> DataInputs(const plan::v1::Plan& p, std::vector<std::
   std::vector<ops::InputSet> in;
   const auto& t = NodeOf(p, "t");
   for (const auto& i : t.inputs()) {
-    ops::InputSet set{i.name(), i.from().stage(), i.from().output(), {}};
+    ops::InputSet set{i.name(), i.from().stage(), i.from().output(), {}, 0, {}};
     for (size_t k = 0; k < dr.outputs.size(); ++k) {
       if (dr.outputs[k].name != i.from().output()) continue;
       set.shards.push_back({reinterpret_cast<const uint8_t*>((*keep)[k].data()), (*keep)[k].size()});
@@ -400,7 +400,7 @@ TEST(train, StageOpNamesMissingColumns) {
   ops::TaskContext ctx;
   ctx.plan = &p;
   ctx.node = &NodeOf(p, "t");
-  ctx.inputs.push_back({"data", "d", "train", {{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}}});
+  ctx.inputs.push_back({"data", "d", "train", {{reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}}, 0, {}});
   ops::TaskResult r = (*reg.FindStage(kTrainOp))(ctx);
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.error, "train: `data`: needs an `image` or `features` column, but the data has `value`");

@@ -147,6 +147,8 @@ class Executor {
       set.field = in.field();
       set.stage = in.stage();
       set.output = in.output();
+      set.total_shards = in.total_shards();
+      set.shard_index.assign(in.shard_index().begin(), in.shard_index().end());
       for (int s = 0; s < in.shards_size(); ++s, ++bi) {
         set.shards.push_back(ops::Shard{inputs[bi]->data(), inputs[bi]->size()});
       }

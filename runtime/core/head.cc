@@ -774,7 +774,15 @@ class Head::Impl : public v1::Head::Service {
       ref->set_field(in.name());
       ref->set_stage(in.from().stage());
       ref->set_output(port);
+      // A gang's rank gets only its own shards (r, r + N, ...) when there are
+      // at least as many as ranks; they are all it reads.
+      const StageRun& me = j->stages[static_cast<size_t>(t->stage)];
+      uint32_t world = static_cast<uint32_t>(me.slots.size());
+      bool own_shards = me.gang && up.slots.size() >= world;
+      if (own_shards) ref->set_total_shards(static_cast<uint32_t>(up.slots.size()));
       for (uint32_t k = 0; k < up.slots.size(); ++k) {
+        if (own_shards && k % world != t->slot) continue;
+        if (own_shards) ref->add_shard_index(k);
         std::string id = ObjectId(j, it->second, port, k);
         auto o = objs_.find(id);
         if (o == objs_.end() || o->second.locations.empty()) return false;

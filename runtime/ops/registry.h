@@ -27,6 +27,10 @@ struct Shard {
 struct InputSet {
   std::string field, stage, output;
   std::vector<Shard> shards;
+  // When the task got only some of the output's shards (a gang's rank gets
+  // its own): the output's shard count and each given shard's index.
+  uint32_t total_shards = 0;
+  std::vector<uint32_t> shard_index;
 };  // one plan Input, the upstream output's shards in shard order
 
 struct TaskContext {

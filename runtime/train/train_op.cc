@@ -302,17 +302,22 @@ bool ReadInput(ops::TaskContext& ctx, std::string_view field, uint32_t rank, uin
   for (const auto& in : ctx.inputs) {
     if (in.field != field) continue;
     *present = true;
-    bool by_shard = in.shards.size() >= world;
+    // The runtime may have sent only this rank's shards (shard_index says which).
+    size_t total = in.total_shards ? in.total_shards : in.shards.size();
+    bool given = !in.shard_index.empty() && in.shard_index.size() == in.shards.size();
+    bool by_shard = total >= world;
     std::vector<size_t> pick;
-    for (size_t k = 0; k < in.shards.size(); ++k)
-      if (!by_shard || k % world == rank) pick.push_back(k);
+    for (size_t k = 0; k < in.shards.size(); ++k) {
+      size_t index = given ? in.shard_index[k] : k;
+      if (!by_shard || index % world == rank) pick.push_back(k);
+    }
     std::vector<ops::Table> parts(pick.size());
     std::string what = "`" + std::string(field) + "` (" + in.stage + (in.output.empty() ? "" : "." + in.output) + ")";
     for (size_t i = 0; i < pick.size(); ++i) {
       const ops::Shard& s = in.shards[pick[i]];
       std::string why;
       if (!ops::Parse(std::string_view(reinterpret_cast<const char*>(s.data), s.size), &parts[i], &why)) {
-        return *error = what + ", shard " + std::to_string(pick[i]) + ": " + why, false;
+        return *error = what + ", shard " + std::to_string(given ? in.shard_index[pick[i]] : pick[i]) + ": " + why, false;
       }
     }
     std::string why;
