@@ -434,6 +434,23 @@ TEST(train, FashionMnistSubsetReachesTheStatedAccuracy) {
   EXPECT_GE(acc[3].get<double>(), 0.82) << acc.dump();
 }
 
+// The reference BLAS mapped into a training process is named in `mlpc run`'s
+// output, not only in the task log. LD_PRELOAD maps it, as a machine without
+// OpenBLAS would.
+TEST(train, MlpcRunWarnsAboutTheReferenceBlas) {
+  const char* reference = "/usr/lib/x86_64-linux-gnu/blas/libblas.so.3";
+  if (!fs::exists(reference)) GTEST_SKIP() << "no reference BLAS (libblas3) installed";
+  testing::TempDir d;
+  setenv("LD_PRELOAD", reference, 1);
+  auto r = testing::RunMlpc({"run", "tests/runtime/train_synthetic.mlp", "--run-root", d.File("root"), "--cpus", "2"});
+  unsetenv("LD_PRELOAD");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("train clf: warning: LibTorch uses the reference BLAS (" + std::string(reference)),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("install libopenblas0-openmp"), std::string::npos) << r.out;
+}
+
 TEST(train, MlpcRunTrainsAndStoresModelAndMetrics) {
   testing::TempDir d;
   std::string root = d.File("root");
