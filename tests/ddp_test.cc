@@ -338,6 +338,7 @@ TEST(ddp, MlpcRunTrainsTwoRanksOnTwoNodes) {
   ASSERT_NE(clf, nullptr) << run.report.dump(2);
   EXPECT_EQ((*clf)["tasks_total"], 2);
   EXPECT_EQ((*clf)["nodes"].size(), 2u) << "one rank per node: " << clf->dump(2);
+  EXPECT_EQ((*clf)["checkpoint_epoch"], 2) << clf->dump(2);  // the last one kept (none after the last epoch)
   // Metrics cover both ranks: one row per epoch, accuracy high on this easy data.
   ASSERT_EQ(std::count(run.metrics_csv.begin(), run.metrics_csv.end(), '\n'), 4) << run.metrics_csv;
   const json& acc = (*clf)["outputs"]["metrics"]["columns"]["val.accuracy"]["head"];

@@ -340,6 +340,7 @@ nlohmann::json ReportJson(const v1::JobReport& r, int exit_code) {
     o["finished_ms"] = s.finished_ms();
     o["duration_ms"] = s.finished_ms() > 0 ? s.finished_ms() - s.started_ms() : 0;
     if (!s.cached_from_run().empty()) o["cached_from_run"] = s.cached_from_run();
+    if (s.checkpoint_epoch() > 0) o["checkpoint_epoch"] = s.checkpoint_epoch();
     if (!s.error().empty()) o["error"] = s.error();
     auto outputs = nlohmann::json::parse(s.outputs_json().empty() ? "{}" : s.outputs_json(), nullptr, false);
     o["outputs"] = outputs.is_object() && outputs.contains("preview") ? outputs["preview"] : nlohmann::json::object();
