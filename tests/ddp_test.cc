@@ -259,6 +259,23 @@ TEST(ddp, ResumedTrainingRepeatsTheUninterruptedRun) {
   EXPECT_FALSE(bad.retryable);
 }
 
+// A stage that asks for gpus trains on the CPU, and says so, where this build
+// or machine has no CUDA (Debian's LibTorch has none).
+TEST(ddp, GpuRequestWithoutCudaTrainsOnTheCpuWithAWarning) {
+  Rows rows = MakeRows(64, 4, 2);
+  TrainConfig c = SgdConfig(4);
+  c.gpu = true;
+  c.epochs = 1;
+  std::vector<std::string> lines;
+  TrainHooks hooks;
+  hooks.log = [&](std::string_view l) { lines.emplace_back(l); };
+  TrainResult r = Api().train(c, rows.View(0, 64), nullptr, hooks);
+  ASSERT_TRUE(r.ok) << r.error;
+  ASSERT_FALSE(lines.empty());
+  EXPECT_NE(lines[0].find("warning: the stage asks for gpus, but "), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("; training on the CPU"), std::string::npos) << lines[0];
+}
+
 // ---- mlpc run: a 2-rank stage on two worker nodes
 
 std::string Pipeline(int epochs, bool retry) {

@@ -176,7 +176,9 @@ bool ConfigFromNode(const pb::Node& node, TrainConfig* cfg, std::string* error) 
   // Intra-op threads: the cpus one rank asked for, rounded, at least one.
   int64_t cpu_milli = 1000;
   for (const auto& r : node.roles()) {
-    if (r.name() == "rank") cpu_milli = r.resources().cpu_milli();
+    if (r.name() != "rank") continue;
+    cpu_milli = r.resources().cpu_milli();
+    cfg->gpu = r.resources().gpu_milli() > 0;
   }
   cfg->threads = static_cast<int>(std::clamp<int64_t>((cpu_milli + 500) / 1000, 1, 256));
   if (const pb::Value* v = Field(node, "checkpoint"); v && v->kind_case() == pb::Value::kMap) {

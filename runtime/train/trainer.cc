@@ -108,11 +108,14 @@ class HookStore : public c10d::Store {
 struct Comm {
   int rank = 0, world = 1;
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  torch::Device device{torch::kCPU};  // where collectives run (NCCL needs CUDA tensors)
 
-  static Comm Connect(const DistSpec& d, bool gpu) {
+  static Comm Connect(const DistSpec& d, torch::Device device) {
     Comm c;
     c.rank = d.rank;
     c.world = d.world;
+    c.device = device;
+    const bool gpu = device.is_cuda();
     if (d.world <= 1) return c;
     if (d.rank < 0 || d.rank >= d.world) throw TrainError("rank " + std::to_string(d.rank) + " of " + std::to_string(d.world));
     if (!d.set || !d.get || !d.add) throw TrainError("data-parallel training needs the job's store (a cluster run)");
@@ -141,11 +144,12 @@ struct Comm {
 
   void AllReduce(at::Tensor t, c10d::ReduceOp op = c10d::ReduceOp::SUM) {
     if (world <= 1) return;
-    std::vector<at::Tensor> v{t};
+    std::vector<at::Tensor> v{t.device() == device ? t : t.to(device)};
     c10d::AllreduceOptions o;
     o.reduceOp = op;
     try {
       pg->allreduce(v, o)->wait();
+      if (!v[0].is_same(t)) t.copy_(v[0]);
     } catch (const std::exception& e) {
       throw CommError("all-reduce across " + std::to_string(world) + " ranks failed (did a rank die?): " +
                       FirstLine(e.what()));
@@ -154,9 +158,10 @@ struct Comm {
 
   void Broadcast(at::Tensor t) {
     if (world <= 1) return;
-    std::vector<at::Tensor> v{t};
+    std::vector<at::Tensor> v{t.device() == device ? t : t.to(device)};
     try {
       pg->broadcast(v)->wait();
+      if (!v[0].is_same(t)) t.copy_(v[0]);
     } catch (const std::exception& e) {
       throw CommError("broadcast across " + std::to_string(world) + " ranks failed (did a rank die?): " +
                       FirstLine(e.what()));
@@ -367,6 +372,14 @@ Batch Take(const TrainConfig& c, const DataView& d, const torch::Tensor& x, cons
   return b;
 }
 
+// A batch on the training device (a no-op on the CPU).
+Batch ToDevice(Batch b, torch::Device device) {
+  if (device.is_cpu()) return b;
+  for (auto* t : {&b.x, &b.labels, &b.targets})
+    if (t->defined()) *t = t->to(device, /*non_blocking=*/true);
+  return b;
+}
+
 torch::Tensor Loss(const TrainConfig& c, const torch::Tensor& out, const Batch& b) {
   if (c.loss == "mse") return F::mse_loss(out, b.targets);
   return F::cross_entropy(out, b.labels, F::CrossEntropyFuncOptions().label_smoothing(c.label_smoothing));
@@ -409,7 +422,7 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o, n
 
 // Sums of the loss and of the correct predictions over `d`, in eval mode.
 std::pair<double, double> Evaluate(const TrainConfig& c, nn::Sequential& model, const DataView& d,
-                                   const TrainHooks& hooks) {
+                                   torch::Device device, const TrainHooks& hooks) {
   torch::NoGradGuard no_grad;
   model->eval();
   auto x = Features(d);
@@ -418,7 +431,7 @@ std::pair<double, double> Evaluate(const TrainConfig& c, nn::Sequential& model, 
   for (int64_t b = 0; b < n; b += step) {
     if (hooks.cancelled && hooks.cancelled()) throw TrainError("cancelled");
     auto idx = torch::arange(b, std::min(n, b + step), torch::kLong);
-    Batch batch = Take(c, d, x, idx);
+    Batch batch = ToDevice(Take(c, d, x, idx), device);
     auto out = Forward(c, model, batch.x);
     loss += Loss(c, out, batch).item<double>() * static_cast<double>(idx.size(0));
     if (batch.labels.defined()) correct += out.argmax(1).eq(batch.labels).sum().item<double>();
@@ -436,12 +449,22 @@ std::string Fixed(double v, int digits) {
   return os.str();
 }
 
+// The model's parameters and buffers into `ar`, as CPU tensors wherever it
+// trains, so that archives load on any machine.
+void SaveParams(nn::Sequential& model, torch::serialize::OutputArchive& ar) {
+  auto device = model->parameters().empty() ? torch::Device(torch::kCPU) : model->parameters()[0].device();
+  if (device.is_cpu()) return model->save(ar);
+  model->to(torch::kCPU);
+  model->save(ar);
+  model->to(device);
+}
+
 // The checkpoint archive: the model, the optimizer's state, the epochs done
 // and their metrics; what `resume` continues from.
 std::string SaveCheckpoint(const TrainConfig& c, nn::Sequential& model, torch::optim::Optimizer& opt, int64_t epoch,
                            const std::vector<EpochMetrics>& metrics) {
   torch::serialize::OutputArchive ar, m, o;
-  model->save(m);
+  SaveParams(model, m);
   opt.save(o);
   ar.write("model", m);
   ar.write("optimizer", o);
@@ -457,9 +480,11 @@ std::string SaveCheckpoint(const TrainConfig& c, nn::Sequential& model, torch::o
   return std::move(os).str();
 }
 
-// Loads a checkpoint into the model and optimizer; the epochs it had done.
+// Loads a checkpoint's model (still on the CPU) and metrics; the epochs it had
+// done. The optimizer's state follows with LoadOptimizerState once the model
+// is on its device and the optimizer exists.
 int64_t LoadCheckpoint(const TrainConfig& c, std::string_view bytes, nn::Sequential& model,
-                       torch::optim::Optimizer& opt, std::vector<EpochMetrics>* metrics) {
+                       std::vector<EpochMetrics>* metrics) {
   try {
     torch::serialize::InputArchive ar, m, o;
     ar.load_from(bytes.data(), bytes.size());
@@ -473,7 +498,6 @@ int64_t LoadCheckpoint(const TrainConfig& c, std::string_view bytes, nn::Sequent
     }
     if (!ar.try_read("model", m) || !ar.try_read("optimizer", o)) throw TrainError("it has no model or optimizer state");
     model->load(m);
-    opt.load(o);
     Json rows = Json::parse(js.toStringRef(), nullptr, false);
     metrics->clear();
     if (rows.is_array()) {
@@ -500,6 +524,36 @@ int64_t LoadCheckpoint(const TrainConfig& c, std::string_view bytes, nn::Sequent
   }
 }
 
+void LoadOptimizerState(std::string_view bytes, torch::optim::Optimizer& opt) {
+  try {
+    torch::serialize::InputArchive ar, o;
+    ar.load_from(bytes.data(), bytes.size());
+    if (!ar.try_read("optimizer", o)) throw TrainError("it has no optimizer state");
+    opt.load(o);
+  } catch (const TrainError& e) {
+    throw TrainError(std::string("the checkpoint cannot be resumed: ") + e.what());
+  } catch (const std::exception& e) {
+    throw TrainError("the checkpoint cannot be resumed: " + FirstLine(e.what()));
+  }
+}
+
+// Where a rank trains: a CUDA device when the stage asked for gpus and this
+// build (MLP_WITH_CUDA) and machine have one, else the CPU, with a warning.
+torch::Device TrainDevice(const TrainConfig& c, const TrainHooks& hooks) {
+  if (!c.gpu) return torch::kCPU;
+#ifdef MLP_WITH_CUDA
+  if (torch::cuda::is_available()) {
+    int64_t n = std::max<int64_t>(1, static_cast<int64_t>(torch::cuda::device_count()));
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(std::max(0, c.dist.rank) % n));
+  }
+  const char* why = "no CUDA device is visible";
+#else
+  const char* why = "this build has no CUDA (configure with -DMLP_WITH_CUDA=ON and a CUDA LibTorch)";
+#endif
+  if (hooks.log) hooks.log(std::string("warning: the stage asks for gpus, but ") + why + "; training on the CPU");
+  return torch::kCPU;
+}
+
 TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView* val, const TrainHooks& hooks) {
   if (c.epochs < 1 || c.batch_size < 1 || c.grad_accum < 1) throw TrainError("epochs, batch_size and grad_accum must be >= 1");
   if (c.loss != "cross_entropy" && c.loss != "mse") throw TrainError("loss `" + c.loss + "` is not cross_entropy or mse");
@@ -507,7 +561,8 @@ TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView*
   CheckData(c, train, "the training data");
   if (val) CheckData(c, *val, "the validation data");
   torch::set_num_threads(std::max(1, c.threads));
-  Comm comm = Comm::Connect(c.dist, /*gpu=*/false);
+  const torch::Device device = TrainDevice(c, hooks);
+  Comm comm = Comm::Connect(c.dist, device);
   const int rank = comm.rank, world = comm.world;
   // Initialisation: the same on every rank. The lock keeps ranks that share a
   // process (tests) from reseeding torch's global generator under each other.
@@ -517,11 +572,13 @@ TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView*
   nn::Sequential model = Build(c.model);
   init_lock.unlock();
   model->train();
-  auto opt = MakeOptimizer(c.optimizer, model);
   TrainResult res;
   int64_t start_epoch = 0;
+  if (!c.resume.empty()) start_epoch = LoadCheckpoint(c, c.resume, model, &res.epochs);
+  model->to(device);
+  auto opt = MakeOptimizer(c.optimizer, model);
   if (!c.resume.empty()) {
-    start_epoch = LoadCheckpoint(c, c.resume, model, *opt, &res.epochs);
+    LoadOptimizerState(c.resume, *opt);
     if (start_epoch < 0 || start_epoch >= c.epochs) {
       throw TrainError("the checkpoint is of epoch " + std::to_string(start_epoch) + ", outside 0.." +
                        std::to_string(c.epochs - 1));
@@ -547,7 +604,8 @@ TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView*
   auto params = model->parameters();
   int64_t numel = 0;
   for (const auto& p : params) numel += p.numel();
-  torch::Tensor flat = world > 1 ? torch::zeros({numel}, torch::kFloat) : torch::Tensor();
+  torch::Tensor flat =
+      world > 1 ? torch::zeros({numel}, torch::TensorOptions().dtype(torch::kFloat).device(device)) : torch::Tensor();
   // Averages the gradients over the ranks: one flat buffer, one all-reduce.
   auto sync_grads = [&] {
     if (world <= 1) return;
@@ -590,7 +648,7 @@ TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView*
     for (int64_t b = 0; b < n; b += c.batch_size, ++step) {
       if (hooks.cancelled && hooks.cancelled()) throw TrainError("cancelled");
       auto idx = perm.slice(0, b, std::min(n, b + c.batch_size));
-      Batch batch = Take(c, train, x, idx);
+      Batch batch = ToDevice(Take(c, train, x, idx), device);
       auto out = Forward(c, model, batch.x);
       auto loss = Loss(c, out, batch);
       loss.backward();  // gradients of grad_accum steps add up before the update
@@ -633,7 +691,7 @@ TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView*
       for (auto& buf : model->buffers()) comm.Broadcast(buf);
     }
     if (val) {
-      auto [vl, vc] = val->rows ? Evaluate(c, model, *val, hooks) : std::pair<double, double>{0, 0};
+      auto [vl, vc] = val->rows ? Evaluate(c, model, *val, device, hooks) : std::pair<double, double>{0, 0};
       auto v = torch::tensor({vl, vc, static_cast<double>(val->rows)}, torch::kDouble);
       comm.AllReduce(v);
       double vn = v[2].item<double>();
@@ -659,7 +717,7 @@ TrainResult DoTrain(const TrainConfig& c, const DataView& train, const DataView*
   }
   if (rank == 0) {
     torch::serialize::OutputArchive ar;
-    model->save(ar);
+    SaveParams(model, ar);
     ar.write("mlp_spec", c10::IValue(SpecJson(c).dump()));
     std::ostringstream os;
     ar.save_to(os);

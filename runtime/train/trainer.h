@@ -67,6 +67,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   int threads = 1;  // intra-op threads (torch::set_num_threads)
   bool bf16 = false;
+  bool gpu = false;                // the ranks asked for gpus: CUDA in MLP_WITH_CUDA builds that find one
   bool shuffle = true;             // a new order of the rank's rows each epoch (seeded by seed, epoch and rank)
   int64_t checkpoint_every = 0;    // epochs between checkpoints (0: none); the last epoch is never checkpointed
   DistSpec dist;
