@@ -157,39 +157,23 @@ class Executor {
     ctx.cancelled = [] { return g_cancelled.load(std::memory_order_relaxed); };
     std::string job = spec.job_id(), stage_name = spec.stage();
     uint32_t index = spec.index();
-    ctx.log = [this, job, stage_name, index](std::string_view line) {
-      v1::ExecReply r;
-      auto* l = r.mutable_log();
-      l->set_job_id(job);
-      l->set_stage(stage_name);
-      l->set_index(index);
-      l->set_ts_ms(NowMs());
-      l->set_line(std::string(line.substr(0, 4096)));
-      Reply(r);
+    // Log, progress and warning lines for the agent, which passes them to the head.
+    auto line_sink = [this, job, stage_name, index](v1::LogLine::Kind kind, size_t max) {
+      return [this, job, stage_name, index, kind, max](std::string_view line) {
+        v1::ExecReply r;
+        auto* l = r.mutable_log();
+        l->set_job_id(job);
+        l->set_stage(stage_name);
+        l->set_index(index);
+        l->set_ts_ms(NowMs());
+        l->set_kind(kind);
+        l->set_line(std::string(line.substr(0, max)));
+        Reply(r);
+      };
     };
-
-    ctx.progress = [this, job, stage_name, index](std::string_view line) {
-      v1::ExecReply r;
-      auto* l = r.mutable_log();
-      l->set_job_id(job);
-      l->set_stage(stage_name);
-      l->set_index(index);
-      l->set_ts_ms(NowMs());
-      l->set_kind(v1::LogLine::PROGRESS);
-      l->set_line(std::string(line.substr(0, 512)));
-      Reply(r);
-    };
-    ctx.warn = [this, job, stage_name, index](std::string_view line) {
-      v1::ExecReply r;
-      auto* l = r.mutable_log();
-      l->set_job_id(job);
-      l->set_stage(stage_name);
-      l->set_index(index);
-      l->set_ts_ms(NowMs());
-      l->set_kind(v1::LogLine::WARNING);
-      l->set_line(std::string(line.substr(0, 4096)));
-      Reply(r);
-    };
+    ctx.log = line_sink(v1::LogLine::LOG, 4096);
+    ctx.progress = line_sink(v1::LogLine::PROGRESS, 512);
+    ctx.warn = line_sink(v1::LogLine::WARNING, 4096);
     ctx.gang = spec.gang();
     ctx.node_host = spec.node_host();
     if (!spec.job_id().empty()) {

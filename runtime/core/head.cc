@@ -2097,16 +2097,26 @@ class Head::Impl : public v1::Head::Service {
     if (!logs.empty()) db_->AppendLogs(logs);
   }
 
+  // The running job, when `task_id` is a task of a running job that runs on
+  // `node_id` (what a worker may speak for); null otherwise.
+  Job* RunningJobTaskLocked(const std::string& node_id, const std::string& task_id, TaskRec** task) {
+    auto rit = running_.find(task_id);
+    TaskRec* t = rit == running_.end() ? nullptr : FindTaskLocked(rit->second);
+    Job* j = t && t->kind == TaskKind::kJob && t->node == node_id ? FindJobLocked(t->job) : nullptr;
+    if (!j || j->status != "running") return nullptr;
+    *task = t;
+    return j;
+  }
+
   // The rendezvous store of gang ranks: only a task running on the asking
   // node may use it, and only its own job's keys; sizes are bounded.
   v1::KvReply KvLocked(const std::string& node_id, const v1::KvRequest& q) {
     v1::KvReply r;
     r.set_id(q.id());
     r.set_task_id(q.task_id());
-    auto rit = running_.find(q.task_id());
-    TaskRec* t = rit == running_.end() ? nullptr : FindTaskLocked(rit->second);
-    Job* j = t && t->kind == TaskKind::kJob && t->node == node_id ? FindJobLocked(t->job) : nullptr;
-    if (!j || j->status != "running") {
+    TaskRec* t = nullptr;
+    Job* j = RunningJobTaskLocked(node_id, q.task_id(), &t);
+    if (!j) {
       r.set_error("the store answers only tasks of a running job");
       return r;
     }
@@ -2148,10 +2158,9 @@ class Head::Impl : public v1::Head::Service {
   // A running task stored a checkpoint on its node: the head copies it to its
   // own store and the run directory (PersistLoop), then hands it to restarts.
   void OnCheckpointLocked(const std::string& node_id, const v1::CheckpointNote& c) {
-    auto rit = running_.find(c.task_id());
-    TaskRec* t = rit == running_.end() ? nullptr : FindTaskLocked(rit->second);
-    Job* j = t && t->kind == TaskKind::kJob && t->node == node_id ? FindJobLocked(t->job) : nullptr;
-    if (!j || j->status != "running") return;
+    TaskRec* t = nullptr;
+    Job* j = RunningJobTaskLocked(node_id, c.task_id(), &t);
+    if (!j) return;
     StageRun& s = j->stages[static_cast<size_t>(t->stage)];
     std::string prefix = j->id + "/" + s.node->name() + "/__checkpoint/";
     if (c.object().id().rfind(prefix, 0) != 0 || c.object().size() > kMaxObjectBytes || c.epoch() <= s.ckpt_epoch)
