@@ -16,22 +16,13 @@
 
 #include "runtime/train/train_op.h"
 #include "tests/test_util.h"
+#include "tests/trainer_api.h"
 
 namespace mlp::rt::train {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-const TrainerApi& Api() {
-  std::string error;
-  const TrainerApi* api = LoadTrainer(&error);
-  if (!api) {
-    ADD_FAILURE() << error;
-    std::abort();
-  }
-  return *api;
-}
 
 // The job's store, in process: what the head gives a gang's ranks.
 struct MemStore {

@@ -12,22 +12,13 @@
 #include "compiler/plan/lower.h"
 #include "runtime/train/train_op.h"
 #include "tests/test_util.h"
+#include "tests/trainer_api.h"
 
 namespace mlp::rt::train {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-const TrainerApi& Api() {
-  std::string error;
-  const TrainerApi* api = LoadTrainer(&error);
-  if (!api) {
-    ADD_FAILURE() << error;
-    std::abort();
-  }
-  return *api;
-}
 
 // Two Gaussian blobs in `dim` dimensions, centred at -1 and +1 on every axis.
 struct Blobs {

@@ -26,6 +26,7 @@
 #include "runtime/core/report.h"
 #include "runtime/core/resources.h"
 #include "runtime/objects/store.h"
+#include "runtime/ops/op_util.h"
 #include "runtime/ops/registry.h"
 #include "runtime/sched/scheduler.h"
 #include "runtime/state/state_store.h"
@@ -1253,10 +1254,9 @@ class Head::Impl : public v1::Head::Service {
     fs::path dir = j->dir / "checkpoints" / s.node->name();
     std::string hash = s.node->content_hash();
     int64_t keep = 2;
-    for (const auto& a : s.node->args())
-      if (a.name() == "checkpoint" && a.value().has_map())
-        for (const auto& e : a.value().map().entries())
-          if (e.name() == "keep" && e.value().has_int_value()) keep = std::max<int64_t>(1, e.value().int_value());
+    if (const auto* v = ops::Field(*s.node, "checkpoint"); v && v->has_map())
+      for (const auto& e : v->map().entries())
+        if (e.name() == "keep" && e.value().has_int_value()) keep = std::max<int64_t>(1, e.value().int_value());
     lock.unlock();
     std::string error;
     bool ok = at_head || store_->Contains(c.id) || objects_.Pull(address, c.id, size, store_.get(), &error);

@@ -5,22 +5,25 @@
 
 namespace mlp::rt {
 
-bool LocalLink::ToWorker(const v1::ToWorker& m) {
-  ToWorkerFn fn;
+template <typename Fn, typename Msg>
+bool LocalLink::Deliver(const Fn& target, int* in_flight, const Msg& m) {
+  Fn fn;
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (!agent_) return false;
-    fn = agent_;
-    ++to_worker_;
+    if (!target) return false;
+    fn = target;  // a copy: the side may detach while it runs
+    ++*in_flight;
   }
   fn(m);
   {
     std::lock_guard<std::mutex> l(mu_);
-    --to_worker_;
+    --*in_flight;
   }
   cv_.notify_all();
   return true;
 }
+
+bool LocalLink::ToWorker(const v1::ToWorker& m) { return Deliver(agent_, &to_worker_, m); }
 
 void LocalLink::AttachHead(FromWorkerFn sink, std::function<void()> closed) {
   std::function<void()> attach;
@@ -40,22 +43,7 @@ void LocalLink::DetachHead(bool wait) {
   if (wait) cv_.wait(l, [&] { return from_worker_ == 0; });
 }
 
-bool LocalLink::FromWorker(const v1::FromWorker& m) {
-  FromWorkerFn fn;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!head_) return false;
-    fn = head_;
-    ++from_worker_;
-  }
-  fn(m);
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    --from_worker_;
-  }
-  cv_.notify_all();
-  return true;
-}
+bool LocalLink::FromWorker(const v1::FromWorker& m) { return Deliver(head_, &from_worker_, m); }
 
 void LocalLink::CloseAgent() {
   std::function<void()> closed;

@@ -43,6 +43,10 @@ class LocalLink {
   void CloseAgent();
 
  private:
+  // Calls `target` (read under the lock) outside the lock, counted in `in_flight`.
+  template <typename Fn, typename Msg>
+  bool Deliver(const Fn& target, int* in_flight, const Msg& m);
+
   std::mutex mu_;
   std::condition_variable cv_;
   ToWorkerFn agent_;

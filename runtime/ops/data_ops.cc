@@ -26,13 +26,6 @@ namespace {
 
 namespace pb = plan::v1;
 
-const pb::Value* Field(const pb::Node& n, std::string_view name) {
-  for (const auto& a : n.args()) {
-    if (a.name() == name) return &a.value();
-  }
-  return nullptr;
-}
-
 bool Fail(OpError* err, std::string msg, bool retryable = false) {
   err->message = std::move(msg);
   err->retryable = retryable;

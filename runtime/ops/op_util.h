@@ -11,6 +11,14 @@ namespace mlp::rt::ops {
 
 inline constexpr uint64_t kMaxTaskBytes = 4ull << 30;  // what one task may generate; more needs more shards
 
+// The field `name` of a plan node (a stage's `model = ...`), or null.
+inline const plan::v1::Value* Field(const plan::v1::Node& n, std::string_view name) {
+  for (const auto& a : n.args()) {
+    if (a.name() == name) return &a.value();
+  }
+  return nullptr;
+}
+
 // The argument `name` of an operator application, or null.
 inline const plan::v1::Value* Arg(const plan::v1::Call& c, std::string_view name) {
   for (const auto& a : c.args()) {

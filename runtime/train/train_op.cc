@@ -17,24 +17,15 @@
 #include <mutex>
 #include <sstream>
 
+#include "runtime/ops/op_util.h"
+
 namespace mlp::rt::train {
 namespace {
 
 namespace pb = plan::v1;
 
-const pb::Value* Field(const pb::Node& n, std::string_view name) {
-  for (const auto& a : n.args()) {
-    if (a.name() == name) return &a.value();
-  }
-  return nullptr;
-}
-
-const pb::Value* Arg(const pb::Call& c, std::string_view name) {
-  for (const auto& a : c.args()) {
-    if (a.name() == name) return &a.value();
-  }
-  return nullptr;
-}
+using ops::Arg;
+using ops::Field;
 
 // An operator value: a call, or a bare name (`loss = mse`) that takes every default.
 bool OpOf(const pb::Value* v, std::string* op, const pb::Call** call) {

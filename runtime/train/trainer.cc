@@ -772,8 +772,7 @@ bool ApiPredict(std::string_view archive, const DataView& input, std::vector<flo
     out->assign(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
     return true;
   } catch (const std::exception& e) {
-    *error = e.what();
-    if (auto nl = error->find("\nException raised from"); nl != std::string::npos) error->resize(nl);
+    *error = FirstLine(e.what());
     return false;
   }
 }
@@ -787,8 +786,7 @@ bool ApiSpecOf(std::string_view archive, std::string* spec_json, std::string* er
     *spec_json = v.toStringRef();
     return true;
   } catch (const std::exception& e) {
-    *error = e.what();
-    if (auto nl = error->find("\nException raised from"); nl != std::string::npos) error->resize(nl);
+    *error = FirstLine(e.what());
     return false;
   }
 }
